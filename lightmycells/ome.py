@@ -1,0 +1,279 @@
+"""Read and write OME-TIFF images; parse their OME-XML into an :class:`ImageMeta`.
+
+``read(path) -> (array, meta)`` returns a ``YX`` or ``ZYX`` array in the file's own dtype
+(uint8, uint16 or float32) and what the rest of the project needs to know about it: the
+transmitted-light modality (and which part of the file decided it), the physical pixel
+size, the z index from the file name. ``write`` produces float32 (or uint16) OME-TIFFs with
+valid OME-XML, TIFF resolution tags and tiles, through a temporary name and a rename so a
+crash never leaves a half-written image under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+import xmltodict
+
+from lightmycells.vocab import Modality
+
+SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+TIFF_SUFFIXES = (".tif", ".tiff")
+#: Tile edge for written TIFFs (TIFF tiles must be multiples of 16).
+WRITE_TILE = 256
+
+# Length units OME-XML allows for PhysicalSize*, in micrometres.
+_UNIT_UM = {
+    "pm": 1e-6, "Å": 1e-4, "nm": 1e-3, "µm": 1.0, "um": 1.0, "μm": 1.0,
+    "mm": 1e3, "cm": 1e4, "m": 1e6,
+}
+# Words that name a modality in Channel/@Name, @Fluor or @ContrastMethod (lower-cased,
+# spaces, dashes and underscores removed).
+_MODALITY_WORDS = {
+    "bf": Modality.BF, "brightfield": Modality.BF,
+    "pc": Modality.PC, "phase": Modality.PC, "phasecontrast": Modality.PC,
+    "dic": Modality.DIC, "nomarski": Modality.DIC,
+    "differentialinterferencecontrast": Modality.DIC,
+}
+_NAME_MODALITY = re.compile(r"_(BF|PC|DIC)(?=_|\.|$)")
+_NAME_Z = re.compile(r"_z(\d+)(?=_|\.|$)")
+
+
+class ImageError(ValueError):
+    """An input image the project cannot use; the message says why, in one line."""
+
+
+@dataclass(frozen=True)
+class ImageMeta:
+    """What is known about one image besides its pixels.
+
+    Attributes
+    ----------
+    name:
+        File name without the ``.ome.tif[f]`` suffix.
+    axes:
+        ``"YX"`` or ``"ZYX"``.
+    modality:
+        BF, PC or DIC, or None when nothing in the file says.
+    modality_source:
+        Which field decided: ``"Channel@Name"``, ``"Channel@Fluor"``,
+        ``"Channel@ContrastMethod"``, ``"file name"``, ``"stated"`` or ``"unknown"``.
+    pixel_size_um:
+        Physical pixel size (y, x) in micrometres, or None when unknown.
+    z:
+        Focus-plane index from the file name (``_z<k>``), or None.
+    """
+
+    name: str
+    axes: str
+    modality: Modality | None
+    modality_source: str
+    pixel_size_um: tuple[float, float] | None
+    z: int | None = None
+
+
+def stem(path: str | Path) -> str:
+    """File name without a ``.ome.tif``/``.ome.tiff``/``.tif``/``.tiff`` suffix."""
+    name = Path(path).name
+    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def read(path: str | Path) -> tuple[np.ndarray, ImageMeta]:
+    """Read one OME-TIFF (or plain TIFF) as a ``YX`` or ``ZYX`` array and its metadata.
+
+    Raises
+    ------
+    ImageError
+        For an empty, truncated or non-TIFF file, more than one channel or sample per
+        pixel, a time series, an unsupported dtype, or NaN/Inf pixels.
+    """
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise ImageError("empty file")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes = series.axes
+            array = series.asarray()
+            ome_xml = tif.ome_metadata
+            page = tif.pages.first
+            resolution = _resolution_um(page)
+    except ImageError:
+        raise
+    except Exception as exc:  # tifffile raises many types for broken files
+        raise ImageError(f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
+    array, axes = _squeeze_to_zyx(array, axes)
+    if array.dtype not in SUPPORTED_DTYPES:
+        expected = ", ".join(str(d) for d in SUPPORTED_DTYPES)
+        raise ImageError(f"unsupported pixel type {array.dtype} (expected {expected})")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ImageError("image contains NaN or Inf pixels")
+    meta = parse_meta(path.name, ome_xml, axes=axes, fallback_pixel_size_um=resolution)
+    return array, meta
+
+
+def _squeeze_to_zyx(array: np.ndarray, axes: str) -> tuple[np.ndarray, str]:
+    """Drop singleton axes; allow only YX or ZYX (plain multi-page TIFF pages count as Z)."""
+    axes = axes.replace("I", "Z").replace("Q", "Z")
+    keep = [i for i, a in enumerate(axes) if a in "YX" or array.shape[i] > 1]
+    array = array.reshape([array.shape[i] for i in keep])
+    axes = "".join(axes[i] for i in keep)
+    for axis, what in (("S", "samples per pixel (RGB?)"), ("C", "channels"), ("T", "time points")):
+        if axis in axes:
+            n = array.shape[axes.index(axis)]
+            raise ImageError(f"{n} {what}; expected a single transmitted-light channel")
+    if axes not in ("YX", "ZYX"):
+        raise ImageError(f"unsupported axes {axes!r} with shape {array.shape} (expected YX or ZYX)")
+    return array, axes
+
+
+def _resolution_um(page: Any) -> tuple[float, float] | None:
+    """Pixel size from TIFF resolution tags (plain TIFFs), or None."""
+    tags = page.tags
+    if "XResolution" not in tags or "ResolutionUnit" not in tags:
+        return None
+    unit_um = {2: 25400.0, 3: 10000.0}.get(int(tags["ResolutionUnit"].value))
+    if unit_um is None:
+        return None
+    sizes = []
+    for key in ("YResolution", "XResolution"):
+        num, den = tags[key].value if key in tags else tags["XResolution"].value
+        if num == 0:
+            return None
+        sizes.append(unit_um * den / num)
+    return sizes[0], sizes[1]
+
+
+def _strip_prefix(_path: Any, key: str, value: Any) -> tuple[str, Any]:
+    """Xmltodict post-processor: ``ome:Pixels`` → ``Pixels``, ``@ome:Name`` → ``@Name``."""
+    at = "@" if key.startswith("@") else ""
+    return at + key.lstrip("@").split(":")[-1], value
+
+
+def _first(node: Any) -> Any:
+    """The first element of an xmltodict list, or the node itself."""
+    return node[0] if isinstance(node, list) else node
+
+
+def parse_meta(
+    filename: str,
+    ome_xml: str | None,
+    *,
+    axes: str = "YX",
+    fallback_pixel_size_um: tuple[float, float] | None = None,
+) -> ImageMeta:
+    """Build an :class:`ImageMeta` from a file name and its OME-XML (may be None)."""
+    pixels: Mapping[str, Any] = {}
+    if ome_xml:
+        try:
+            doc = xmltodict.parse(ome_xml, postprocessor=_strip_prefix)
+            pixels = _first(_first(doc["OME"]["Image"])["Pixels"]) or {}
+        except Exception as exc:  # malformed XML: say so rather than guessing silently
+            raise ImageError(f"unreadable OME-XML ({type(exc).__name__}: {exc})") from None
+    modality, source = _modality(pixels.get("Channel"), filename)
+    pixel_size = _physical_size(pixels) or fallback_pixel_size_um
+    z_match = _NAME_Z.search(filename)
+    return ImageMeta(
+        name=stem(filename),
+        axes=axes,
+        modality=modality,
+        modality_source=source,
+        pixel_size_um=pixel_size,
+        z=int(z_match.group(1)) if z_match else None,
+    )
+
+
+def modality_from_word(word: str | None) -> Modality | None:
+    """Map a metadata word (``"BF"``, ``"Brightfield"``, ``"Phase"``, ``"DIC"`` …) to a modality."""
+    if not word:
+        return None
+    return _MODALITY_WORDS.get(re.sub(r"[\s_\-]", "", str(word)).lower())
+
+
+def _modality(channel: Any, filename: str) -> tuple[Modality | None, str]:
+    channel = _first(channel) or {}
+    for attribute in ("Name", "Fluor", "ContrastMethod"):
+        modality = modality_from_word(channel.get(f"@{attribute}"))
+        if modality is not None:
+            return modality, f"Channel@{attribute}"
+    match = _NAME_MODALITY.search(filename)
+    if match:
+        return Modality(match.group(1)), "file name"
+    return None, "unknown"
+
+
+def _physical_size(pixels: Mapping[str, Any]) -> tuple[float, float] | None:
+    sizes = []
+    for axis in ("Y", "X"):
+        value = pixels.get(f"@PhysicalSize{axis}") or pixels.get("@PhysicalSizeX")
+        if value is None:
+            return None
+        unit = pixels.get(f"@PhysicalSize{axis}Unit", "µm")
+        if unit not in _UNIT_UM:
+            raise ImageError(f"unknown PhysicalSize{axis}Unit {unit!r}")
+        sizes.append(float(value) * _UNIT_UM[unit])
+    if min(sizes) <= 0:
+        return None
+    return sizes[0], sizes[1]
+
+
+def write(
+    path: str | Path,
+    array: np.ndarray,
+    *,
+    channel: str,
+    pixel_size_um: tuple[float, float] | None,
+    compression: str | None = "zlib",
+) -> Path:
+    """Write a ``YX`` or ``ZYX`` image as OME-TIFF, atomically.
+
+    Parameters
+    ----------
+    path:
+        Final file name; the data go to a hidden temporary name beside it first.
+    array:
+        float32, uint16 or uint8 pixels, 2D (``YX``) or 3D (``ZYX``).
+    channel:
+        OME ``Channel/@Name`` (an organelle, or a modality for inputs).
+    pixel_size_um:
+        Physical pixel size (y, x) in µm, written as OME ``PhysicalSizeX/Y`` and as TIFF
+        resolution tags (Grand Challenge's importer rejects TIFFs without them). None
+        writes neither; use it only for files that never reach Grand Challenge.
+    compression:
+        TIFF compression (``"zlib"``, ``None`` …).
+    """
+    path = Path(path)
+    if array.ndim not in (2, 3):
+        raise ValueError(f"expected a YX or ZYX array (got shape {array.shape})")
+    if array.dtype not in SUPPORTED_DTYPES:
+        raise ValueError(f"cannot write pixel type {array.dtype}")
+    axes = "YX" if array.ndim == 2 else "ZYX"
+    metadata: dict[str, Any] = {"axes": axes, "Channel": {"Name": channel}}
+    options: dict[str, Any] = {}
+    if pixel_size_um is not None:
+        size_y, size_x = (float(s) for s in pixel_size_um)
+        metadata.update(
+            PhysicalSizeX=size_x, PhysicalSizeXUnit="µm",
+            PhysicalSizeY=size_y, PhysicalSizeYUnit="µm",
+        )
+        # resolution in pixels per centimetre
+        options.update(resolution=(1e4 / size_x, 1e4 / size_y), resolutionunit="CENTIMETER")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tifffile.imwrite(
+            tmp, array, ome=True, metadata=metadata, tile=(WRITE_TILE, WRITE_TILE),
+            compression=compression, photometric="minisblack", **options,
+        )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
