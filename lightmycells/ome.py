@@ -3,9 +3,13 @@
 ``read(path) -> (array, meta)`` returns a ``YX`` or ``ZYX`` array in the file's own dtype
 (uint8, uint16 or float32) and what the rest of the project needs to know about it: the
 transmitted-light modality (and which part of the file decided it), the physical pixel
-size, the z index from the file name. ``write`` produces float32 (or uint16) OME-TIFFs with
-valid OME-XML, TIFF resolution tags and tiles, through a temporary name and a rename so a
-crash never leaves a half-written image under the final name.
+size, the z index from the file name. Plain (non-OME) TIFFs, BigTIFFs, LZW/zlib/ZStd
+compression and multi-page Z-stacks read the same way; for a file that says nothing about
+its modality the caller may state one (``read(path, modality=Modality.PC)``).
+
+``write`` produces float32 (or uint16) OME-TIFFs with valid OME-XML, TIFF resolution tags
+and tiles, through a temporary name and a rename so a crash never leaves a half-written
+image under the final name.
 """
 
 from __future__ import annotations
@@ -41,6 +45,12 @@ _MODALITY_WORDS = {
     "dic": Modality.DIC, "nomarski": Modality.DIC,
     "differentialinterferencecontrast": Modality.DIC,
 }
+# Channel/@IlluminationType "Transmitted" with no contrast method is plain bright field; the
+# other illumination types (Epifluorescence, Oblique, ...) say nothing we can route on.
+_ILLUMINATION_MODALITY = {"transmitted": Modality.BF}
+# ImageJ ``unit=`` values, in micrometres (its TIFFs carry ResolutionUnit NONE).
+_IMAGEJ_UNIT_UM = {"micron": 1.0, "um": 1.0, "µm": 1.0, "μm": 1.0, "\\u00B5m": 1.0,
+                   "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3}
 _NAME_MODALITY = re.compile(r"_(BF|PC|DIC)(?=_|\.|$)")
 _NAME_Z = re.compile(r"_z(\d+)(?=_|\.|$)")
 
@@ -62,8 +72,9 @@ class ImageMeta:
     modality:
         BF, PC or DIC, or None when nothing in the file says.
     modality_source:
-        Which field decided: ``"Channel@Name"``, ``"Channel@Fluor"``,
-        ``"Channel@ContrastMethod"``, ``"file name"``, ``"stated"`` or ``"unknown"``.
+        Which field decided, strongest first: ``"Channel@Name"``, ``"Channel@Fluor"``,
+        ``"Channel@ContrastMethod"``, ``"file name"``, ``"Channel@IlluminationType"``,
+        ``"stated"`` (the caller's ``modality=``) or ``"unknown"``.
     pixel_size_um:
         Physical pixel size (y, x) in micrometres, or None when unknown.
     z:
@@ -87,8 +98,21 @@ def stem(path: str | Path) -> str:
     return name
 
 
-def read(path: str | Path) -> tuple[np.ndarray, ImageMeta]:
+def read(path: str | Path, *, modality: Modality | None = None) -> tuple[np.ndarray, ImageMeta]:
     """Read one OME-TIFF (or plain TIFF) as a ``YX`` or ``ZYX`` array and its metadata.
+
+    Parameters
+    ----------
+    path:
+        The TIFF file (classic or BigTIFF, any compression imagecodecs decodes).
+    modality:
+        The modality to assume when neither the OME-XML nor the file name names one
+        (``modality_source`` is then ``"stated"``); what the file says always wins.
+
+    Returns
+    -------
+    array, meta
+        Pixels in the file's dtype with axes ``meta.axes`` (``"YX"`` or ``"ZYX"``).
 
     Raises
     ------
@@ -105,8 +129,7 @@ def read(path: str | Path) -> tuple[np.ndarray, ImageMeta]:
             axes = series.axes
             array = series.asarray()
             ome_xml = tif.ome_metadata
-            page = tif.pages.first
-            resolution = _resolution_um(page)
+            resolution = _resolution_um(tif.pages.first, tif.imagej_metadata)
     except ImageError:
         raise
     except Exception as exc:  # tifffile raises many types for broken files
@@ -117,7 +140,10 @@ def read(path: str | Path) -> tuple[np.ndarray, ImageMeta]:
         raise ImageError(f"unsupported pixel type {array.dtype} (expected {expected})")
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise ImageError("image contains NaN or Inf pixels")
-    meta = parse_meta(path.name, ome_xml, axes=axes, fallback_pixel_size_um=resolution)
+    meta = parse_meta(
+        path.name, ome_xml, axes=axes, fallback_pixel_size_um=resolution,
+        stated_modality=modality,
+    )
     return array, meta
 
 
@@ -136,12 +162,18 @@ def _squeeze_to_zyx(array: np.ndarray, axes: str) -> tuple[np.ndarray, str]:
     return array, axes
 
 
-def _resolution_um(page: Any) -> tuple[float, float] | None:
-    """Pixel size from TIFF resolution tags (plain TIFFs), or None."""
+def _resolution_um(page: Any, imagej: Mapping[str, Any] | None) -> tuple[float, float] | None:
+    """Pixel size from TIFF resolution tags (plain TIFFs), or None.
+
+    ImageJ writes ResolutionUnit NONE and puts the unit in its own metadata (``unit=micron``).
+    """
     tags = page.tags
-    if "XResolution" not in tags or "ResolutionUnit" not in tags:
+    if "XResolution" not in tags:
         return None
-    unit_um = {2: 25400.0, 3: 10000.0}.get(int(tags["ResolutionUnit"].value))
+    unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
+    unit_um = {2: 25400.0, 3: 10000.0}.get(unit)
+    if unit == 1 and imagej:
+        unit_um = _IMAGEJ_UNIT_UM.get(str(imagej.get("unit", "")).strip().lower())
     if unit_um is None:
         return None
     sizes = []
@@ -170,8 +202,13 @@ def parse_meta(
     *,
     axes: str = "YX",
     fallback_pixel_size_um: tuple[float, float] | None = None,
+    stated_modality: Modality | None = None,
 ) -> ImageMeta:
-    """Build an :class:`ImageMeta` from a file name and its OME-XML (may be None)."""
+    """Build an :class:`ImageMeta` from a file name and its OME-XML (may be None).
+
+    The OME-XML's physical size wins over ``fallback_pixel_size_um`` (the TIFF resolution
+    tags); ``stated_modality`` is used only when nothing in the file names a modality.
+    """
     pixels: Mapping[str, Any] = {}
     if ome_xml:
         try:
@@ -180,6 +217,8 @@ def parse_meta(
         except Exception as exc:  # malformed XML: say so rather than guessing silently
             raise ImageError(f"unreadable OME-XML ({type(exc).__name__}: {exc})") from None
     modality, source = _modality(pixels.get("Channel"), filename)
+    if modality is None and stated_modality is not None:
+        modality, source = Modality(stated_modality), "stated"
     pixel_size = _physical_size(pixels) or fallback_pixel_size_um
     z_match = _NAME_Z.search(filename)
     return ImageMeta(
@@ -200,6 +239,11 @@ def modality_from_word(word: str | None) -> Modality | None:
 
 
 def _modality(channel: Any, filename: str) -> tuple[Modality | None, str]:
+    """The modality and the field that named it, in the order :class:`ImageMeta` documents.
+
+    The file name outranks ``@IlluminationType`` because "Transmitted" only rules out
+    fluorescence, while the challenge's file names name the exact contrast method.
+    """
     channel = _first(channel) or {}
     for attribute in ("Name", "Fluor", "ContrastMethod"):
         modality = modality_from_word(channel.get(f"@{attribute}"))
@@ -208,6 +252,9 @@ def _modality(channel: Any, filename: str) -> tuple[Modality | None, str]:
     match = _NAME_MODALITY.search(filename)
     if match:
         return Modality(match.group(1)), "file name"
+    illumination = str(channel.get("@IlluminationType", "")).strip().lower()
+    if illumination in _ILLUMINATION_MODALITY:
+        return _ILLUMINATION_MODALITY[illumination], "Channel@IlluminationType"
     return None, "unknown"
 
 
