@@ -1,0 +1,192 @@
+"""The inference command line: its arguments and every check that needs no model.
+
+Without ``--input``/``--output`` the run is in Grand-Challenge mode (``/input`` → ``/output``,
+all four organelles, nothing but the outputs written). With them it is in batch mode over
+either input layout and writes ``OUT/summary.json``. A :class:`ConfigError` here means exit
+code 2 with nothing written; ``inference.py`` checks all of it before importing ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lightmycells import shard as sharding
+from lightmycells.batch import EXIT_CONFIG, EXIT_OK
+from lightmycells.inputs import Discovery, discover
+from lightmycells.vocab import MODALITIES, ORGANELLES, Organelle, parse_organelles
+
+GC_INPUT, GC_OUTPUT = Path("/input"), Path("/output")
+ZSTACK_CHOICES = ("best", "mip", "all")  # mirrors process.ZSTACK_MODES, kept import-free
+
+
+class ConfigError(Exception):
+    """Bad usage or configuration: reported in one line, exit code 2, nothing written."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Checked settings of one run."""
+
+    input: Path
+    output: Path
+    grand_challenge: bool
+    organelles: tuple[Organelle, ...]
+    weights: Path
+    shard: sharding.Shard
+    summary: Path | None
+
+
+def build_parser(default_weights: Path) -> argparse.ArgumentParser:
+    """The argument parser (``python inference.py --help``)."""
+    parser = argparse.ArgumentParser(
+        prog="inference.py",
+        description="Predict nucleus, mitochondria, tubulin and actin fluorescence from "
+        "BF/PC/DIC OME-TIFFs. Without --input/--output: Grand-Challenge mode "
+        "(/input -> /output).",
+        epilog="Exit codes: 0 all written, 1 some inputs failed, 2 bad usage or configuration.",
+    )
+    io = parser.add_argument_group("input and output")
+    io.add_argument("--input", type=Path, help="Grand-Challenge input folder or any folder of "
+                    "TIFFs (searched recursively)")
+    io.add_argument("--output", type=Path, help="output folder (Grand-Challenge layout)")
+    io.add_argument("--organelles", default=",".join(ORGANELLES),
+                    help="comma-separated subset of %(default)s")
+    io.add_argument("--modality", choices=list(MODALITIES),
+                    help="modality of inputs whose metadata and name do not say (plain TIFFs)")
+    io.add_argument("--zstack", choices=ZSTACK_CHOICES, default="best",
+                    help="Z-stack inputs: sharpest plane, max projection, or every plane "
+                    "(default %(default)s)")
+    io.add_argument("--summary", type=Path,
+                    help="where to write summary.json (default: OUT/summary.json in batch "
+                    "mode, nowhere in Grand-Challenge mode)")
+    model = parser.add_argument_group("model and runtime")
+    model.add_argument("--weights", type=Path, default=default_weights,
+                       help="folder with manifest.json and the ONNX models (default %(default)s)")
+    model.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    model.add_argument("--threads", type=_positive_int,
+                       help="CPU threads (default: the CPUs this process may use)")
+    model.add_argument("--tta", action="store_true", help="average the 8 flips/rotations")
+    model.add_argument("--batch-size", type=_positive_int, default=4, help="tiles per batch")
+    model.add_argument("--overlap", type=_fraction, help="tile overlap 0..0.9 (default: "
+                       "the manifest's)")
+    model.add_argument("--no-resample", action="store_true",
+                       help="do not resample images to the model's pixel size")
+    model.add_argument("--check", action="store_true",
+                       help="print the routing table (organelle x modality -> model) and exit; "
+                       "exit 2 if a route is missing")
+    run = parser.add_argument_group("large runs")
+    run.add_argument("--shard", help="process shard I of N (0-based, e.g. 2/8); default from "
+                     "JOB_COMPLETION_INDEX/JOB_COMPLETIONS or SLURM_ARRAY_TASK_ID/"
+                     "SLURM_ARRAY_TASK_COUNT")
+    run.add_argument("--resume", action="store_true",
+                     help="skip inputs whose outputs exist and read back valid")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (got {value})")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 0.9:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 0.9 (got {value})")
+    return value
+
+
+def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
+    """Check the arguments that need no model and no file I/O.
+
+    Raises
+    ------
+    ConfigError
+        With the one-line reason.
+    """
+    if (args.input is None) != (args.output is None):
+        raise ConfigError("--input and --output go together (neither: Grand-Challenge mode)")
+    grand_challenge = args.input is None
+    try:
+        organelles = parse_organelles(args.organelles)
+        shard = sharding.parse(args.shard) if args.shard else sharding.from_environment(env)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    output = GC_OUTPUT if grand_challenge else args.output
+    # Grand Challenge wants nothing but the outputs in /output; batch runs keep a summary.
+    summary = args.summary or (None if grand_challenge else output / "summary.json")
+    return Settings(
+        input=GC_INPUT if grand_challenge else args.input,
+        output=output,
+        grand_challenge=grand_challenge,
+        organelles=organelles,
+        weights=args.weights,
+        shard=shard,
+        summary=summary,
+    )
+
+
+def check_folders(settings: Settings) -> None:
+    """The input must be a folder; the output folder must exist (or be creatable) and be writable.
+
+    Raises
+    ------
+    ConfigError
+        Naming the folder and the problem.
+    """
+    if not settings.input.is_dir():
+        raise ConfigError(f"input folder {settings.input} does not exist")
+    try:
+        settings.output.mkdir(parents=True, exist_ok=True)
+        probe = settings.output / f".write-test.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"output folder {settings.output} is not writable "
+                          f"({exc.strerror or exc})") from None
+
+
+def load_manifest(weights: Path) -> Any:
+    """Load ``weights/manifest.json``; a broken one is a configuration error."""
+    from lightmycells import manifest
+
+    try:
+        return manifest.load(weights)
+    except (manifest.ManifestError, OSError, ValueError) as exc:
+        raise ConfigError(f"weights {weights}: {exc}") from None
+
+
+def discover_inputs(settings: Settings) -> Discovery:
+    """Search the input folder (not the output folder inside it); none found is an error.
+
+    Raises
+    ------
+    ConfigError
+        When the folder holds no TIFF at all (a wrong path, not a failed image).
+    """
+    out, inp = settings.output.resolve(), settings.input.resolve()
+    nested = [out] if out != inp and out.is_relative_to(inp) else []
+    discovery = discover(settings.input, exclude=nested)
+    if not discovery.jobs and not discovery.collisions:
+        raise ConfigError(f"no .tif/.tiff input images found under {discovery.root}")
+    return discovery
+
+
+def check_routes(manifest: Any) -> int:
+    """Print the routing table; 0 when all organelle × modality routes exist, else 2."""
+    from lightmycells.manifest import format_routing_table
+
+    rows = manifest.routing_table(ORGANELLES, MODALITIES)
+    print(format_routing_table(rows), flush=True)
+    missing = [f"{r.organelle}/{r.modality}" for r in rows if r.model is None]
+    if missing:
+        print(f"error: {len(missing)} missing route(s): {', '.join(missing)}", file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_OK

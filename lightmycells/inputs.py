@@ -1,0 +1,128 @@
+"""Find the input images of a run and name their outputs.
+
+Two input layouts are accepted: the Grand-Challenge one
+(``IN/images/organelles-transmitted-light-ome-tiff/<name>.tif[f]``) and any folder of TIFFs,
+searched recursively. Outputs always follow the Grand-Challenge output layout,
+``OUT/images/<organelle>-fluorescence-ome-tiff/<relative folder>/<name>.tiff``, where the
+relative folder is the input's folder below the search root (empty in the Grand-Challenge
+layout), so study folders full of ``image_1_BF_z0.ome.tiff`` files never collide.
+Two inputs that would still write the same output (``a.tif`` beside ``a.ome.tiff``) are
+both reported as failures instead of one silently overwriting the other.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lightmycells.ome import TIFF_SUFFIXES, stem
+from lightmycells.vocab import INPUT_FOLDER, Organelle
+
+#: Suffix of every written output.
+OUTPUT_SUFFIX = ".tiff"
+# Ground-truth files of the challenge's study layout (``image_12_Nucleus.ome.tiff``) sit in
+# the same folders as the inputs; they are targets, not transmitted-light images.
+_TARGET_NAME = re.compile(
+    r"_(" + "|".join(o.title for o in Organelle) + r")\.ome\.tiff?$", re.IGNORECASE
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input image and where its predictions go.
+
+    Attributes
+    ----------
+    source:
+        The input TIFF.
+    key:
+        Output path relative to an organelle folder, e.g. ``Study_1/image_1_BF_z0.tiff``.
+    """
+
+    source: Path
+    key: Path
+
+    def output(self, out_root: Path, organelle: Organelle) -> Path:
+        """Path of this input's prediction for ``organelle`` under ``out_root``."""
+        return out_root / "images" / organelle.output_folder / self.key
+
+    def outputs(self, out_root: Path, organelles: Iterable[Organelle]) -> dict[Organelle, Path]:
+        """Paths of this input's predictions, one per organelle."""
+        return {organelle: self.output(out_root, organelle) for organelle in organelles}
+
+
+@dataclass
+class Discovery:
+    """The result of searching an input folder.
+
+    Attributes
+    ----------
+    root:
+        The folder that was searched (the Grand-Challenge input folder when present).
+    layout:
+        ``"grand-challenge"`` or ``"folder"``.
+    jobs:
+        Inputs to process, sorted by output key.
+    collisions:
+        Inputs that would write the same output, with the message saying which.
+    skipped_targets:
+        Ground-truth files (``_Nucleus.ome.tiff`` …) that were not treated as inputs.
+    """
+
+    root: Path
+    layout: str
+    jobs: list[Job] = field(default_factory=list)
+    collisions: list[tuple[Path, str]] = field(default_factory=list)
+    skipped_targets: int = 0
+
+
+def is_input_name(relative: Path) -> bool:
+    """True for ``.tif``/``.tiff`` names (any case) outside hidden files and folders.
+
+    Hidden names are temporaries (``ome.write``'s ``.name.pid.tmp``) or tool folders.
+    """
+    return relative.suffix.lower() in TIFF_SUFFIXES and not any(
+        part.startswith(".") for part in relative.parts
+    )
+
+
+def discover(input_root: Path, *, exclude: Sequence[Path] = ()) -> Discovery:
+    """List the input images under ``input_root`` and their output keys.
+
+    Parameters
+    ----------
+    input_root:
+        Either a Grand-Challenge input folder (containing ``images/<INPUT_FOLDER>``) or any
+        folder of TIFFs, searched recursively.
+    exclude:
+        Folders not to search (the output folder, when it sits inside the input folder).
+    """
+    gc_folder = input_root / "images" / INPUT_FOLDER
+    layout = "grand-challenge" if gc_folder.is_dir() else "folder"
+    root = gc_folder if layout == "grand-challenge" else input_root
+    excluded = [e.resolve() for e in exclude]
+    found = sorted(
+        p for p in root.rglob("*")
+        if is_input_name(p.relative_to(root)) and p.is_file()
+        and not any(p.resolve().is_relative_to(e) for e in excluded)
+    )
+    result = Discovery(root=root, layout=layout)
+    targets = [p for p in found if _TARGET_NAME.search(p.name)]
+    result.skipped_targets = len(targets)
+    by_key: dict[Path, list[Path]] = defaultdict(list)
+    for path in found:
+        if not _TARGET_NAME.search(path.name):
+            by_key[path.relative_to(root).parent / (stem(path) + OUTPUT_SUFFIX)].append(path)
+    for key, sources in sorted(by_key.items()):
+        if len(sources) == 1:
+            result.jobs.append(Job(source=sources[0], key=key))
+            continue
+        for source in sources:
+            others = ", ".join(s.name for s in sources if s != source)
+            result.collisions.append(
+                (source, f"would write the same output {key} as {others}")
+            )
+    return result

@@ -1,0 +1,146 @@
+"""What a run tells its user: one line per image, a progress bar, and a summary.
+
+Log lines go to stdout (one per image, readable in ``docker logs``/``kubectl logs`` where no
+progress bar is drawn, so each line carries its own count and ETA); failures go to stderr as
+``FAILED <file>: <problem>``. The summary is printed and, in batch mode, written to
+``OUT/summary.json`` through a temporary name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+#: Outcomes of one input.
+WRITTEN, SKIPPED, FAILED = "written", "skipped", "failed"
+
+
+@dataclass
+class Outcome:
+    """What happened to one input.
+
+    Attributes
+    ----------
+    source:
+        The input file.
+    status:
+        ``"written"``, ``"skipped"`` (``--resume`` found valid outputs) or ``"failed"``.
+    seconds:
+        Wall time spent on this input.
+    detail:
+        For written inputs, the log fields (modality, size, routes); for failures, the
+        one-line problem.
+    """
+
+    source: Path
+    status: str
+    seconds: float = 0.0
+    detail: str = ""
+
+
+@dataclass
+class RunLog:
+    """Collects outcomes, prints a line for each and summarises the run.
+
+    Parameters
+    ----------
+    total:
+        Number of inputs this run will handle (its shard).
+    settings:
+        Effective settings echoed into the summary (device, organelles, shard, weights …).
+    out, err:
+        Streams for log lines and failure lines.
+    progress:
+        Draw a tqdm bar (on ``err``) when that stream is a terminal.
+    """
+
+    total: int
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    out: TextIO = sys.stdout
+    err: TextIO = sys.stderr
+    progress: bool = True
+    outcomes: list[Outcome] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self) -> None:
+        self._bar: Any = None
+        if self.progress and self.total > 1 and self.err.isatty():
+            from tqdm import tqdm  # only when a terminal can show it
+
+            self._bar = tqdm(total=self.total, file=self.err, unit="image", leave=False)
+
+    def add(self, outcome: Outcome) -> None:
+        """Record one outcome and print its line."""
+        self.outcomes.append(outcome)
+        done = len(self.outcomes)
+        elapsed = time.perf_counter() - self.started
+        eta = elapsed / done * (self.total - done)
+        prefix = f"[{done}/{self.total} ETA {_clock(eta)}]"
+        if outcome.status == FAILED:
+            self._print(f"{prefix} FAILED {outcome.source}: {outcome.detail}", self.err)
+        else:
+            self._print(f"{prefix} {outcome.status} {outcome.source.name}  {outcome.detail}  "
+                        f"{outcome.seconds:.2f} s", self.out)
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def _print(self, line: str, stream: TextIO) -> None:
+        if self._bar is not None:
+            self._bar.write(line, file=stream)
+        else:
+            print(line, file=stream, flush=True)
+
+    def count(self, status: str) -> int:
+        """Number of inputs with ``status``."""
+        return sum(o.status == status for o in self.outcomes)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts, failures, throughput and the run's settings, JSON-ready."""
+        seconds = time.perf_counter() - self.started
+        written = self.count(WRITTEN)
+        return {
+            "total": self.total,
+            "written": written,
+            "skipped": self.count(SKIPPED),
+            "failed": self.count(FAILED),
+            "failures": [{"input": str(o.source), "error": o.detail}
+                         for o in self.outcomes if o.status == FAILED],
+            "seconds": round(seconds, 3),
+            "images_per_minute": round(60.0 * written / seconds, 2) if seconds > 0 else 0.0,
+            **self.settings,
+        }
+
+    def finish(self, json_path: Path | None = None) -> dict[str, Any]:
+        """Close the bar, print the summary line, optionally write it as JSON; return it."""
+        if self._bar is not None:
+            self._bar.close()
+        summary = self.summary()
+        print(f"done: {summary['written']} written, {summary['skipped']} skipped, "
+              f"{summary['failed']} failed of {summary['total']} in {summary['seconds']:.1f} s "
+              f"({summary['images_per_minute']:.1f} images/min)", file=self.out, flush=True)
+        if json_path is not None:
+            write_json(json_path, summary)
+        return summary
+
+
+def write_json(path: Path, document: Mapping[str, Any]) -> None:
+    """Write ``document`` to ``path`` through a temporary name and a rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(document, indent=2) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _clock(seconds: float) -> str:
+    """``1:02:03`` / ``2:03`` style duration."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

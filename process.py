@@ -1,0 +1,178 @@
+"""One input image → one fluorescence OME-TIFF per requested organelle.
+
+The algorithm as the container runs it, composed from the package: read the OME-TIFF
+(``lightmycells.ome``), check it, reduce a Z-stack (``lightmycells.zstack``), predict every
+organelle (``lightmycells.predictor``: routing, normalisation, tiling, ONNX Runtime) and write
+float32 OME-TIFFs with the input's pixel size. Either every output of an image is written or
+none is: predictions are checked before the first write, and outputs already written are
+removed if a later one fails.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lightmycells import ome, zstack
+from lightmycells.cli import ZSTACK_CHOICES as ZSTACK_MODES
+from lightmycells.vocab import Modality, Organelle
+
+#: Smallest image side the models accept (a 4-level UNet halves 16 px down to 1).
+MIN_SIDE = 16
+
+
+@dataclass(frozen=True)
+class Written:
+    """A processed image: what the log line reports about it."""
+
+    meta: ome.ImageMeta
+    shape: tuple[int, ...]
+    routes: dict[str, list[str]]
+    seconds: float
+
+    def describe(self) -> str:
+        """``BF (Channel@Name) 512x512 nucleus,mitochondria<-unet`` style log fields."""
+        modality = self.meta.modality.value if self.meta.modality else "unknown modality"
+        size = "x".join(str(n) for n in self.shape)
+        routes = "; ".join(f"{','.join(o)}<-{name}" for name, o in self.routes.items())
+        return f"{modality} ({self.meta.modality_source})  {size}  {routes}"
+
+
+@dataclass
+class Processor:
+    """Turns input files into organelle outputs with one shared predictor.
+
+    Parameters
+    ----------
+    predictor:
+        A ``lightmycells.predictor.Predictor`` (models loaded once for the whole run).
+    manifest:
+        The manifest the predictor routes with; used to name the routes in the log and to
+        refuse an image whose modality has no route before any work is done on it.
+    organelles:
+        Organelles to predict, in output order.
+    modality:
+        Modality to assume for files that do not state one (``--modality``).
+    zstack:
+        ``"best"``, ``"mip"`` or ``"all"`` (see :data:`ZSTACK_MODES`).
+    """
+
+    predictor: Any
+    manifest: Any
+    organelles: Sequence[Organelle]
+    modality: Modality | None = None
+    zstack: str = "best"
+
+    def __post_init__(self) -> None:
+        if self.zstack not in ZSTACK_MODES:
+            choices = ", ".join(ZSTACK_MODES)
+            raise ValueError(f"zstack must be one of {choices} (got {self.zstack!r})")
+
+    def __call__(self, source: Path, outputs: Mapping[Organelle, Path]) -> Written:
+        """Predict ``source`` and write ``outputs[organelle]`` for each organelle.
+
+        Raises
+        ------
+        lightmycells.ome.ImageError
+            For an input the models cannot use (the message is one line, without the path).
+        lightmycells.manifest.RouteError
+            When the image's modality has no route for a requested organelle.
+        """
+        started = time.perf_counter()
+        array, meta = ome.read(source, modality=self.modality)
+        check_shape(array.shape)
+        routes = {
+            entry.name: [o.value for o in organelles]
+            for entry, organelles in self.manifest.routes(self.organelles, meta.modality).items()
+        }
+        predictions = self._predict(array, meta)
+        write_all(predictions, outputs, meta.pixel_size_um)
+        return Written(meta, array.shape, routes, time.perf_counter() - started)
+
+    def _predict(self, array: np.ndarray, meta: ome.ImageMeta) -> dict[Organelle, np.ndarray]:
+        if array.ndim == 2 or self.zstack != "all":
+            image = array if array.ndim == 2 else zstack.reduce(array, self.zstack)
+            return self.predictor.predict(image, meta, self.organelles)
+        planes = [self.predictor.predict(plane, meta, self.organelles) for plane in array]
+        return {o: np.stack([p[o] for p in planes]) for o in self.organelles}  # (Z, Y, X)
+
+
+def check_shape(shape: tuple[int, ...]) -> None:
+    """Refuse images too small for the models.
+
+    Raises
+    ------
+    lightmycells.ome.ImageError
+        Naming the size and the minimum.
+    """
+    if min(shape[-2:]) < MIN_SIDE:
+        size = "x".join(str(n) for n in shape[-2:])
+        raise ome.ImageError(f"image is {size} px; at least {MIN_SIDE} px per side are needed")
+
+
+def write_all(
+    predictions: Mapping[Organelle, np.ndarray],
+    outputs: Mapping[Organelle, Path],
+    pixel_size_um: tuple[float, float] | None,
+) -> None:
+    """Write every prediction as float32 OME-TIFF, or none of them.
+
+    Raises
+    ------
+    lightmycells.ome.ImageError
+        When a prediction is not finite (a model fault; nothing is written).
+    """
+    for organelle, prediction in predictions.items():
+        if not np.isfinite(prediction).all():
+            raise ome.ImageError(f"the {organelle.value} prediction contains NaN or Inf")
+    written: list[Path] = []
+    try:
+        for organelle, path in outputs.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            prediction = np.asarray(predictions[organelle], dtype=np.float32)
+            written.append(ome.write(path, prediction, channel=organelle.value,
+                                     pixel_size_um=pixel_size_um))
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def build(
+    manifest: Any,
+    organelles: Sequence[Organelle],
+    *,
+    device: str = "auto",
+    threads: int | None = None,
+    tta: bool = False,
+    batch_size: int = 4,
+    overlap: float | None = None,
+    resample: bool = True,
+    modality: Modality | None = None,
+    zstack: str = "best",
+) -> tuple[Processor, str]:
+    """Pick the device and build a :class:`Processor`; imports ONNX Runtime.
+
+    Returns
+    -------
+    processor, device
+        The processor (each model's session is created once, on first use) and the device
+        actually used (``"cuda"`` or ``"cpu"``).
+
+    Raises
+    ------
+    RuntimeError
+        When the requested device cannot be used (``cuda`` without a working CUDA).
+    """
+    from lightmycells.predictor import Predictor
+    from lightmycells.runtime import Runtime, select_device
+
+    chosen = select_device(device)
+    predictor = Predictor(manifest, Runtime(chosen, threads=threads), tta=tta,
+                          batch_size=batch_size, overlap=overlap, resample=resample)
+    return Processor(predictor, manifest, organelles, modality=modality, zstack=zstack), chosen
