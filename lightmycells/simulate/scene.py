@@ -1,0 +1,434 @@
+"""Scenes: cells and their organelles in physical units, rasterised on a pixel grid.
+
+A :class:`Scene` holds what the two imaging paths need:
+
+* ``density[organelle]`` — where the stain would be (relative units, ~1 at an isolated
+  structure), the input of the fluorescence path;
+* ``opd_um`` — the optical path difference Σ Δn·thickness (µm) and ``absorbance`` (natural
+  log of the amplitude attenuation), the input of the transmitted-light path.
+
+Geometry is drawn in micrometres and sampled at the study's pixel size, so the same scene
+parameters give cells of the same physical size at any pixel size. Filaments (mitochondria,
+microtubules, stress fibres) are vectorised random walks splatted onto the grid and blurred
+to their physical width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from lightmycells.vocab import Organelle
+
+# Refractive-index increments over the medium (n ≈ 1.335), typical of the literature on
+# quantitative phase imaging: cytoplasm ~1.36–1.37, nucleus a little denser, nucleoli densest.
+DN_CYTOPLASM = 0.022
+DN_NUCLEUS = 0.014
+DN_NUCLEOLUS = 0.03
+# Optical path (µm) per unit of organelle density. Mitochondria (Δn ≈ 0.05 over ~0.4 µm) are
+# clearly visible in phase; actin bundles less; single microtubules (25 nm) would be below any
+# camera noise, so tubulin is given the weak-but-present contrast of bundled/dense arrays.
+OPD_PER_DENSITY_UM = {
+    Organelle.MITOCHONDRIA: 0.02,
+    Organelle.TUBULIN: 0.004,
+    Organelle.ACTIN: 0.008,
+}
+# Weak absorption (natural-log amplitude per unit): gives bright field its in-focus contrast.
+ABSORBANCE_PER_DENSITY = {
+    Organelle.NUCLEUS: 0.03,
+    Organelle.MITOCHONDRIA: 0.02,
+    Organelle.TUBULIN: 0.0,
+    Organelle.ACTIN: 0.005,
+}
+ABSORBANCE_PER_UM_CELL = 0.004
+ABSORBANCE_NUCLEOLUS = 0.04
+
+EDGE_UM = 0.4  # width of the soft cell edge
+CORTEX_UM = 0.35  # thickness of the cortical actin band
+STEP_PX = 0.5  # filament sampling step, in pixels (dense enough for bilinear splatting)
+MITO_WIDTH_UM = (0.3, 0.5)
+MITO_PERSISTENCE_UM = 2.0
+MT_PERSISTENCE_UM = 15.0
+FIBRE_PERSISTENCE_UM = 60.0
+
+
+@dataclass(frozen=True)
+class CellParams:
+    """How cells look in one study (sampled per study by :mod:`.study`).
+
+    Attributes
+    ----------
+    radius_um:
+        Median cell radius.
+    coverage:
+        Target fraction of the field covered by cells (sets the cell count).
+    elongation:
+        Largest aspect ratio of a cell.
+    height_um:
+        Peak cell thickness.
+    nucleus_fraction:
+        Nucleus radius relative to the cell radius.
+    mito_per_um2:
+        Mitochondria per µm² of cell area.
+    microtubules:
+        Microtubules per cell.
+    stress_fibres:
+        Stress fibres per cell.
+    """
+
+    radius_um: float = 10.0
+    coverage: float = 0.4
+    elongation: float = 1.8
+    height_um: float = 4.0
+    nucleus_fraction: float = 0.42
+    mito_per_um2: float = 0.08
+    microtubules: int = 60
+    stress_fibres: int = 10
+
+
+@dataclass
+class Scene:
+    """One field of view, rasterised.
+
+    Attributes
+    ----------
+    pixel_size_um:
+        Pixel size the maps were sampled at.
+    density:
+        Per organelle, float32 ``(Y, X)`` stain density (relative units).
+    thickness_um:
+        Cell thickness (µm), for diffuse cytoplasmic background in fluorescence.
+    opd_um:
+        Optical path difference (µm) relative to the medium.
+    absorbance:
+        Natural-log amplitude attenuation.
+    """
+
+    pixel_size_um: float
+    density: dict[Organelle, np.ndarray]
+    thickness_um: np.ndarray
+    opd_um: np.ndarray
+    absorbance: np.ndarray = field(repr=False)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(Y, X)`` in pixels."""
+        return self.opd_um.shape  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Blob:
+    """An irregular ellipse: radius modulated by a few angular harmonics, then stretched."""
+
+    cx: float
+    cy: float
+    radius: float
+    angle: float
+    stretch: float
+    amps: np.ndarray
+    phases: np.ndarray
+
+    @classmethod
+    def random(cls, rng: np.random.Generator, cx: float, cy: float, radius: float,
+               stretch: float, roughness: float) -> Blob:
+        """A blob with random orientation and harmonics 2–5 of total amplitude ~roughness."""
+        k = np.arange(2, 6)
+        return cls(cx, cy, radius, rng.uniform(0, np.pi), stretch,
+                   rng.normal(0, roughness, k.size) / k, rng.uniform(0, 2 * np.pi, k.size))
+
+    @property
+    def extent(self) -> float:
+        """A radius (µm) that certainly contains the blob."""
+        return self.radius * np.sqrt(self.stretch) * (1 + np.abs(self.amps).sum())
+
+    def _frame(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c, s = np.cos(self.angle), np.sin(self.angle)
+        dx, dy = x - self.cx, y - self.cy
+        q = np.sqrt(self.stretch)
+        return (c * dx + s * dy) / q, (-s * dx + c * dy) * q
+
+    def boundary(self, theta: np.ndarray) -> np.ndarray:
+        """Boundary radius (in the blob's unstretched frame) at polar angle ``theta``."""
+        k = np.arange(2, 6).reshape((-1,) + (1,) * np.ndim(theta))
+        amps = self.amps.reshape(k.shape)
+        phases = self.phases.reshape(k.shape)
+        return self.radius * (1 + (amps * np.cos(k * theta + phases)).sum(axis=0))
+
+    def polar(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(s, rb)``: radius normalised by the boundary (<1 inside) and the boundary radius."""
+        u, v = self._frame(x, y)
+        rb = self.boundary(np.arctan2(v, u))
+        return np.hypot(u, v) / rb, rb
+
+    def point(self, s: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Map normalised polar coordinates back to ``(x, y)`` µm."""
+        r = s * self.boundary(theta)
+        u, v = r * np.cos(theta), r * np.sin(theta)
+        q = np.sqrt(self.stretch)
+        u, v = u * q, v / q
+        c, s_ = np.cos(self.angle), np.sin(self.angle)
+        return self.cx + c * u - s_ * v, self.cy + s_ * u + c * v
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A cell: outline, nucleus, nucleoli, centrosome and height."""
+
+    body: Blob
+    nucleus: Blob
+    nucleoli: tuple[Blob, ...]
+    centrosome: tuple[float, float]
+    height_um: float
+
+
+def make_cells(rng: np.random.Generator, extent_um: tuple[float, float],
+               params: CellParams) -> list[Cell]:
+    """Place cells over a field of ``extent_um`` (y, x), including some cut by the border."""
+    h, w = extent_um
+    margin = params.radius_um
+    area = (h + 2 * margin) * (w + 2 * margin)
+    n = rng.poisson(params.coverage * area / (np.pi * params.radius_um**2))
+    centres: list[tuple[float, float]] = []
+    radii: list[float] = []
+    for _ in range(n * 6):  # rejection sampling: cells touch but do not pile up
+        if len(centres) >= n:
+            break
+        r = params.radius_um * float(np.exp(rng.normal(0, 0.25)))
+        c = (rng.uniform(-margin, w + margin), rng.uniform(-margin, h + margin))
+        if all(np.hypot(c[0] - x, c[1] - y) > 0.8 * (r + rr)
+               for (x, y), rr in zip(centres, radii, strict=True)):
+            centres.append(c)
+            radii.append(r)
+    return [_make_cell(rng, c, r, params) for c, r in zip(centres, radii, strict=True)]
+
+
+def _make_cell(rng: np.random.Generator, centre: tuple[float, float], radius: float,
+               params: CellParams) -> Cell:
+    stretch = rng.uniform(1.0, params.elongation)
+    body = Blob.random(rng, centre[0], centre[1], radius, stretch, roughness=0.35)
+    # nucleus: off-centre inside the body, less elongated and smoother
+    nr = radius * params.nucleus_fraction * float(np.exp(rng.normal(0, 0.1)))
+    off = rng.uniform(0, 0.35)
+    nx, ny = body.point(np.array(off), np.array(rng.uniform(0, 2 * np.pi)))
+    nucleus = Blob.random(rng, float(nx), float(ny), nr, rng.uniform(1.0, 1.5), roughness=0.1)
+    nucleoli = tuple(
+        Blob.random(rng, *(float(v) for v in nucleus.point(
+            np.array(rng.uniform(0, 0.6)), np.array(rng.uniform(0, 2 * np.pi)))),
+            radius=rng.uniform(0.5, 1.2), stretch=rng.uniform(1.0, 1.6), roughness=0.15)
+        for _ in range(rng.integers(1, 5))
+    )
+    # centrosome beside the nucleus, on the side away from the cell centre
+    theta = np.arctan2(ny - centre[1], nx - centre[0]) + rng.normal(0, 0.5)
+    cs = (nx + 1.1 * nr * np.cos(theta), ny + 1.1 * nr * np.sin(theta))
+    height = params.height_um * float(np.exp(rng.normal(0, 0.15)))
+    return Cell(body, nucleus, nucleoli, (float(cs[0]), float(cs[1])), height)
+
+
+# --------------------------------------------------------------------------- rasterising
+
+
+def _window(blob: Blob, shape: tuple[int, int], ps: float, pad_um: float = 0.0):
+    """Pixel slices covering the blob and the pixel-centre coordinates (µm) inside them."""
+    r = blob.extent + pad_um
+    y0, y1 = (max(0, int((blob.cy - r) / ps)), min(shape[0], int((blob.cy + r) / ps) + 2))
+    x0, x1 = (max(0, int((blob.cx - r) / ps)), min(shape[1], int((blob.cx + r) / ps) + 2))
+    if y0 >= y1 or x0 >= x1:
+        return None
+    y = ((np.arange(y0, y1, dtype=np.float32) + 0.5) * ps)[:, None]
+    x = ((np.arange(x0, x1, dtype=np.float32) + 0.5) * ps)[None, :]
+    return (slice(y0, y1), slice(x0, x1)), x, y
+
+
+def _soft_inside(s: np.ndarray, rb: np.ndarray, edge_um: float) -> np.ndarray:
+    """1 well inside, 0 outside, a linear ramp ``edge_um`` wide at the boundary."""
+    return np.clip((1 - s) * rb / edge_um, 0, 1)
+
+
+def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma_px: float) -> np.ndarray:
+    """Gaussian-filtered white noise with unit standard deviation (float32)."""
+    noise = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), sigma_px)
+    return noise / max(float(noise.std()), 1e-6)
+
+
+class _Splatter:
+    """Collect weighted points (µm); splat them once with bilinear weights and blur."""
+
+    def __init__(self, shape: tuple[int, int], ps: float):
+        self.shape, self.ps = shape, ps
+        self.points: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def add(self, x: np.ndarray, y: np.ndarray, weight: np.ndarray | float) -> None:
+        self.points.append((x, y, np.broadcast_to(np.float32(weight), x.shape)))
+
+    def blurred(self, sigma_px: float) -> np.ndarray:
+        """The points splatted and blurred; a line of unit weight peaks at ~1."""
+        h, w = self.shape
+        grid = np.zeros(h * w, np.float64)
+        if self.points:
+            x, y, weight = (np.concatenate(a) for a in zip(*self.points, strict=True))
+            fx, fy = x / self.ps - 0.5, y / self.ps - 0.5
+            ix, iy = np.floor(fx).astype(np.int64), np.floor(fy).astype(np.int64)
+            ax, ay = fx - ix, fy - iy
+            for dy, dx, wgt in ((0, 0, (1 - ay) * (1 - ax)), (0, 1, (1 - ay) * ax),
+                                (1, 0, ay * (1 - ax)), (1, 1, ay * ax)):
+                yy, xx = iy + dy, ix + dx
+                ok = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+                grid += np.bincount((yy * w + xx)[ok], (weight * wgt)[ok], minlength=h * w)
+        return ndimage.gaussian_filter(grid.reshape(self.shape), sigma_px).astype(np.float32)
+
+
+def _walks(rng: np.random.Generator, x0: np.ndarray, y0: np.ndarray, angle: np.ndarray,
+           n_steps: int, step_um: float, persistence_um: float,
+           curvature: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Worm-like chains: ``(n, n_steps)`` x and y (µm) starting at ``(x0, y0)``."""
+    n = x0.size
+    turns = rng.normal(0, np.sqrt(step_um / persistence_um), (n, n_steps)).astype(np.float32)
+    turns += np.asarray(curvature, np.float32).reshape(-1, 1) * step_um
+    turns[:, 0] = 0
+    theta = angle.reshape(-1, 1) + np.cumsum(turns, axis=1)
+    # position i is the start plus steps 1 … i (step 0 is the start itself)
+    dx = step_um * np.cos(theta)
+    dy = step_um * np.sin(theta)
+    x = x0.reshape(-1, 1) + np.cumsum(dx, axis=1) - dx[:, :1]
+    y = y0.reshape(-1, 1) + np.cumsum(dy, axis=1) - dy[:, :1]
+    return x, y
+
+
+def _alive_inside(blob: Blob, x: np.ndarray, y: np.ndarray, limit: float) -> np.ndarray:
+    """True along each walk until it first leaves the blob (``s >= limit``)."""
+    s, _ = blob.polar(x, y)
+    return np.cumprod(s < limit, axis=1).astype(bool)
+
+
+def make_scene(rng: np.random.Generator, shape: tuple[int, int], pixel_size_um: float,
+               params: CellParams) -> Scene:
+    """Draw a random field of view of ``shape`` pixels at ``pixel_size_um``.
+
+    Parameters
+    ----------
+    rng:
+        Source of randomness; the scene is a pure function of its state.
+    shape:
+        ``(Y, X)`` in pixels.
+    pixel_size_um:
+        Pixel size (µm) the maps are sampled at.
+    params:
+        The study's cell parameters.
+    """
+    ps = float(pixel_size_um)
+    h, w = shape
+    cells = make_cells(rng, (h * ps, w * ps), params)
+    thickness = np.zeros(shape, np.float32)
+    nucleus = np.zeros(shape, np.float32)
+    nucleolus = np.zeros(shape, np.float32)
+    cortex = np.zeros(shape, np.float32)
+    step = STEP_PX * ps
+    mito_width = rng.uniform(*MITO_WIDTH_UM)
+    mito = _Splatter(shape, ps)
+    tubes = _Splatter(shape, ps)
+    fibres = _Splatter(shape, ps)
+    # A line splatted with weight step_px · σ√(2π) peaks at 1 after a σ blur.
+    sigma = {"mito": mito_width / 2.5 / ps, "mt": max(0.6, 0.03 / ps), "fibre": max(0.7, 0.1 / ps)}
+    unit = {k: STEP_PX * s * np.sqrt(2 * np.pi) for k, s in sigma.items()}
+    for cell in cells:
+        _rasterise_cell(cell, shape, ps, thickness, nucleus, nucleolus, cortex)
+        _mitochondria(rng, cell, params, step, mito, unit["mito"])
+        _microtubules(rng, cell, params, step, tubes, unit["mt"])
+        _stress_fibres(rng, cell, params, step, fibres, unit["fibre"])
+    chromatin = 0.85 + 0.15 * smooth_noise(rng, shape, 0.4 / ps)
+    in_cell = np.clip(thickness / 0.3, 0, 1)
+    density = {
+        Organelle.NUCLEUS: np.clip(nucleus * chromatin * (1 - 0.6 * np.clip(nucleolus, 0, 1)), 0,
+                                   None),
+        Organelle.MITOCHONDRIA: mito.blurred(sigma["mito"]) * in_cell,
+        Organelle.TUBULIN: tubes.blurred(sigma["mt"]) * in_cell,
+        Organelle.ACTIN: fibres.blurred(sigma["fibre"]) * in_cell + 0.8 * cortex,
+    }
+    # cytoplasmic granularity, unrelated to the four stains: keeps the task honest
+    granular = 1 + 0.05 * smooth_noise(rng, shape, 0.6 / ps)
+    opd = DN_CYTOPLASM * thickness * granular
+    opd += DN_NUCLEUS * nucleus * np.float32(params.height_um * 0.7)
+    opd += DN_NUCLEOLUS * nucleolus * np.float32(1.0)
+    absorbance = ABSORBANCE_PER_UM_CELL * thickness + ABSORBANCE_NUCLEOLUS * nucleolus
+    for organelle, coeff in OPD_PER_DENSITY_UM.items():
+        opd += coeff * density[organelle]
+    for organelle, coeff in ABSORBANCE_PER_DENSITY.items():
+        absorbance += coeff * density[organelle]
+    return Scene(ps, {o: d.astype(np.float32) for o, d in density.items()},
+                 thickness, opd.astype(np.float32), absorbance.astype(np.float32))
+
+
+def _rasterise_cell(cell: Cell, shape, ps, thickness, nucleus, nucleolus, cortex) -> None:
+    win = _window(cell.body, shape, ps)
+    if win is None:
+        return
+    sl, x, y = win
+    s, rb = cell.body.polar(x, y)
+    inside = _soft_inside(s, rb, EDGE_UM)
+    # a thin lamella everywhere plus a dome that peaks over the middle
+    dome = np.clip(1 - s**2, 0, None) ** 1.5
+    thickness[sl] = np.maximum(thickness[sl], inside * (0.25 + (cell.height_um - 0.25) * dome))
+    band = inside * np.exp(-np.clip(1 - s, 0, None) * rb / CORTEX_UM)
+    cortex[sl] = np.maximum(cortex[sl], band)
+    sn, rbn = cell.nucleus.polar(x, y)
+    nuc = _soft_inside(sn, rbn, 0.3) * np.sqrt(np.clip(1 - sn**2, 0, None)) * inside
+    nucleus[sl] = np.maximum(nucleus[sl], nuc)
+    for blob in cell.nucleoli:
+        sb, rbb = blob.polar(x, y)
+        nucleolus[sl] = np.maximum(nucleolus[sl], _soft_inside(sb, rbb, 0.3) * (nuc > 0.2))
+
+
+def _mitochondria(rng, cell: Cell, params: CellParams, step: float, out: _Splatter,
+                  unit: float) -> None:
+    area = np.pi * cell.body.radius**2
+    n = rng.poisson(params.mito_per_um2 * area)
+    if n == 0:
+        return
+    x0, y0 = cell.body.point(np.sqrt(rng.uniform(0.02, 0.8, n)), rng.uniform(0, 2 * np.pi, n))
+    sn, _ = cell.nucleus.polar(x0, y0)
+    keep = (sn > 1.05) | (rng.random(n) < 0.15)  # mostly beside, rarely over the nucleus
+    x0, y0 = x0[keep], y0[keep]
+    if x0.size == 0:
+        return
+    length = np.clip(rng.lognormal(np.log(2.0), 0.5, x0.size), 0.5, 8.0)
+    n_steps = int(np.ceil(length.max() / step)) + 1
+    curvature = rng.normal(0, 0.4, x0.size)
+    x, y = _walks(rng, x0, y0, rng.uniform(0, 2 * np.pi, x0.size), n_steps, step,
+                  MITO_PERSISTENCE_UM, curvature)
+    alive = _alive_inside(cell.body, x, y, 0.95)
+    alive &= (np.arange(n_steps) * step)[None, :] <= length[:, None]
+    out.add(x[alive], y[alive], unit)
+
+
+def _microtubules(rng, cell: Cell, params: CellParams, step: float, out: _Splatter,
+                  unit: float) -> None:
+    n = max(1, int(rng.poisson(params.microtubules)))
+    x0 = cell.centrosome[0] + rng.normal(0, 0.3, n)
+    y0 = cell.centrosome[1] + rng.normal(0, 0.3, n)
+    n_steps = int(2.2 * cell.body.extent / step)
+    x, y = _walks(rng, x0, y0, rng.uniform(0, 2 * np.pi, n), n_steps, step, MT_PERSISTENCE_UM)
+    alive = _alive_inside(cell.body, x, y, 0.97)
+    out.add(x[alive], y[alive], unit)
+
+
+def _stress_fibres(rng, cell: Cell, params: CellParams, step: float, out: _Splatter,
+                   unit: float) -> None:
+    n = int(rng.poisson(params.stress_fibres))
+    if n == 0:
+        return
+    body = cell.body
+    # seeds spread across the cell's short axis; fibres run along its long axis both ways
+    across = rng.uniform(-0.75, 0.75, n) * body.radius / np.sqrt(body.stretch)
+    along = rng.normal(0, 0.2, n) * body.radius
+    c, s = np.cos(body.angle), np.sin(body.angle)
+    x0 = body.cx + c * along - s * across
+    y0 = body.cy + s * along + c * across
+    angle = body.angle + rng.normal(0, 0.12, n)
+    weight = rng.uniform(0.5, 1.5, n)
+    n_steps = int(1.2 * body.extent / step)
+    for direction in (0.0, np.pi):
+        x, y = _walks(rng, x0, y0, angle + direction, n_steps, step, FIBRE_PERSISTENCE_UM)
+        alive = _alive_inside(body, x, y, 0.9)
+        out.add(x[alive], y[alive], (unit * np.broadcast_to(weight[:, None], x.shape))[alive])
