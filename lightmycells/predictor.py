@@ -1,0 +1,140 @@
+"""One 2D image → organelle predictions: routing, normalisation, resampling, TTA, tiling.
+
+For each model the manifest routes the requested organelles to (a model serving several
+organelles runs once), the :class:`Predictor` normalises the image with the model's
+``input_norm``, resamples it to the model's pixel size when the image's differs by more
+than 5 %, predicts it tile by tile (optionally averaged over dihedral transforms) and
+resamples the prediction back onto the input's exact grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from lightmycells import normalize, resample, tiling
+from lightmycells.manifest import Manifest, ModelEntry
+from lightmycells.ome import ImageMeta
+from lightmycells.runtime import OnnxModel, Runtime
+from lightmycells.tta import DIHEDRAL, Transform, predict_tta
+from lightmycells.vocab import ORGANELLES, Organelle
+
+#: Tile strategies: ``auto`` plans the tile shape per image (fully convolutional models),
+#: ``patch`` uses the manifest's patch edge everywhere.
+TILE_MODES = ("auto", "patch")
+
+
+class Predictor:
+    """Runs the manifest's models on one image at a time.
+
+    Parameters
+    ----------
+    manifest:
+        The loaded manifest (routing and per-model settings).
+    runtime:
+        Creates and caches the ONNX Runtime sessions.
+    tta:
+        Average over the dihedral ``transforms`` (8× the compute by default).
+    batch_size:
+        Tiles per model call, counted in ``patch × patch`` tiles: a planned tile four times
+        the patch area makes the batch four times smaller, so memory stays the same.
+    overlap:
+        Minimum tile overlap as a fraction of the patch edge; None takes the manifest's.
+    resample:
+        Resample to the model's pixel size when the image's differs by more than 5 %
+        (needs both pixel sizes; without the image's, the image is used as it is).
+    tiles:
+        ``"auto"`` (tile shape planned per image) or ``"patch"`` (fixed patch grid).
+        Models with a fixed input size always use it.
+    transforms:
+        The TTA transforms (default all 8).
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        runtime: Runtime,
+        *,
+        tta: bool = False,
+        batch_size: int = 4,
+        overlap: float | None = None,
+        resample: bool = True,
+        tiles: str = "auto",
+        transforms: Sequence[Transform] = DIHEDRAL,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be ≥ 1 (got {batch_size})")
+        if overlap is not None and not 0.0 <= overlap < 1.0:
+            raise ValueError(f"overlap must be a fraction in [0, 1) (got {overlap})")
+        if tiles not in TILE_MODES:
+            raise ValueError(f"tiles must be one of {', '.join(TILE_MODES)} (got {tiles!r})")
+        self.manifest, self.runtime = manifest, runtime
+        self.tta, self.batch_size, self.overlap = tta, batch_size, overlap
+        self.resample, self.tiles, self.transforms = resample, tiles, tuple(transforms)
+
+    def predict(
+        self, image: np.ndarray, meta: ImageMeta, organelles: Iterable[Organelle] = ORGANELLES
+    ) -> dict[Organelle, np.ndarray]:
+        """Predict the requested organelles for one ``(Y, X)`` image.
+
+        Returns
+        -------
+        dict
+            Organelle → ``(Y, X)`` float32, in the requested order.
+
+        Raises
+        ------
+        RouteError
+            When no model serves a requested organelle for ``meta.modality``.
+        """
+        if image.ndim != 2:
+            raise ValueError(f"{meta.name}: expected a 2D (Y, X) image (got shape {image.shape}); "
+                             f"reduce z-stacks first")
+        wanted = [Organelle(o) for o in organelles]
+        out: dict[Organelle, np.ndarray] = {}
+        for entry, served in self.manifest.routes(wanted, meta.modality).items():
+            pred = self.predict_model(entry, image, meta)  # (C, Y, X)
+            for organelle in served:
+                channel = pred[entry.channel(organelle)]
+                out[organelle] = channel if len(served) == len(pred) else channel.copy()
+        return {organelle: out[organelle] for organelle in wanted}
+
+    def predict_model(self, entry: ModelEntry, image: np.ndarray, meta: ImageMeta) -> np.ndarray:
+        """All output channels of one model for one image: ``(C, Y, X)`` float32."""
+        model = self.runtime.model(entry, self.manifest.weights_dir)
+        x, _ = normalize.from_spec(entry.input_norm).before(image)
+        sizes = self._pixel_sizes(entry, meta)
+        if sizes is not None:
+            x = resample.to_pixel_size(x, *sizes)
+
+        def predict_image(plane: np.ndarray) -> np.ndarray:
+            return self._tiled(model, plane)
+
+        pred = predict_tta(x, predict_image, self.transforms) if self.tta else predict_image(x)
+        if sizes is not None:
+            image_um, model_um = sizes
+            pred = resample.back_to_grid(pred, image.shape, model_um, image_um)
+        return pred
+
+    def _pixel_sizes(self, entry: ModelEntry, meta: ImageMeta) -> tuple | None:
+        """(image µm, model µm) when resampling applies, else None."""
+        if not self.resample or entry.pixel_size_um is None or meta.pixel_size_um is None:
+            return None
+        if not resample.needs_resampling(meta.pixel_size_um, entry.pixel_size_um):
+            return None
+        return meta.pixel_size_um, entry.pixel_size_um
+
+    def _tiled(self, model: OnnxModel, plane: np.ndarray) -> np.ndarray:
+        entry = model.entry
+        overlap = entry.overlap if self.overlap is None else self.overlap
+        overlap_px = tiling.overlap_pixels(entry.patch, overlap)
+        if model.fixed_tile is not None:
+            tile = model.fixed_tile
+        elif self.tiles == "auto":
+            tile = tiling.plan_tiles(plane.shape, patch=entry.patch, overlap=overlap).tile
+        else:
+            tile = (entry.patch, entry.patch)
+        batch = max(1, self.batch_size * entry.patch**2 // (tile[0] * tile[1]))
+        return tiling.predict_tiled(plane, model, tile=tile, overlap=overlap, batch_size=batch,
+                                    overlap_px=overlap_px)
