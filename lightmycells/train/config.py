@@ -1,0 +1,232 @@
+"""Training configuration: strict pydantic models read from YAML.
+
+Every section forbids unknown keys, so a typo such as ``pach: 256`` fails with the key's
+dotted path instead of being ignored. Relative paths are taken relative to the working
+directory of the command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lightmycells.vocab import MODALITIES, Modality, Organelle
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the file and key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AugmentConfig(_Strict):
+    """Patch augmentation; ranges are symmetric around "no change"."""
+
+    dihedral: bool = True
+    """Random flips and 90° rotations (the 8 symmetries of the square)."""
+    contrast: float = Field(0.2, ge=0.0, le=0.9)
+    """Input contrast is multiplied by a factor in ``[1 - contrast, 1 + contrast]``."""
+    brightness: float = Field(0.1, ge=0.0, le=1.0)
+    """Offset in normalised units added to the input, in ``[-brightness, brightness]``."""
+    gamma: float = Field(0.3, ge=0.0, le=2.0)
+    """Input gamma drawn log-uniformly in ``[1 / (1 + gamma), 1 + gamma]``."""
+    elastic: float = Field(0.0, ge=0.0, le=1.0)
+    """Probability of a smooth elastic deformation of input and target together."""
+    elastic_alpha: float = Field(4.0, ge=0.0, le=50.0)
+    """Elastic displacement amplitude in pixels."""
+
+
+class DataConfig(_Strict):
+    """Where the images are, which targets, how fields of view are split and sampled."""
+
+    roots: list[Path] = Field(min_length=1)
+    """Light My Cells-layout folders (each holding ``Study_N/`` folders)."""
+    organelles: list[Organelle] = Field(min_length=1)
+    """The model's output channels, in order."""
+    modalities: list[Modality] = Field(default_factory=lambda: list(MODALITIES))
+    """Transmitted-light modalities to train on."""
+    split: Literal["fov", "study"] = "fov"
+    """Hold out whole fields of view, or whole studies."""
+    val_fraction: float = Field(0.1, ge=0.0, le=0.9)
+    """Fraction of fields of view (or studies) held out for validation."""
+    max_val_images: int = Field(8, ge=0, le=10_000)
+    """Cap on validation fields of view (whole-image validation is slow on a CPU)."""
+    split_seed: int = 0
+    """Seed of the split; fixed so resumed and repeated runs validate on the same images."""
+    patch: int = Field(256, ge=16, le=4096)
+    """Training patch edge in pixels (smaller images are reflect-padded)."""
+    batch_size: int = Field(8, ge=1, le=1024)
+    """Patches per optimisation step (per process under DDP)."""
+    num_workers: int = Field(0, ge=0, le=64)
+    """DataLoader worker processes."""
+    cache: bool = True
+    """Keep decoded images in memory (fine for simulated sets; off for the full real set)."""
+    norm_low: float = Field(2.0, ge=0.0, lt=50.0)
+    """Lower percentile of the input and target normalisation."""
+    norm_high: float = Field(99.8, gt=50.0, le=100.0)
+    """Upper percentile of the input and target normalisation."""
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    """Patch augmentation."""
+
+    @model_validator(mode="after")
+    def _patch_is_even(self) -> DataConfig:
+        if self.patch % 16:
+            raise ValueError(f"data.patch must be a multiple of 16 (got {self.patch})")
+        return self
+
+
+class ModelConfig(_Strict):
+    """Architecture: a registry name and its size."""
+
+    name: str = "runet"
+    """Registry key (see :data:`lightmycells.train.models.MODELS`)."""
+    depth: int = Field(3, ge=1, le=6)
+    """Number of 2× down-samplings; inputs must be multiples of ``2**depth``."""
+    width: int = Field(16, ge=2, le=256)
+    """Channels at full resolution; doubled at each level."""
+    blocks: int = Field(1, ge=1, le=8)
+    """Residual blocks per level."""
+    norm: Literal["batch", "none"] = "batch"
+    """Batch norm folds into a per-channel affine map at inference, so it is tile-independent."""
+
+
+class LossConfig(_Strict):
+    """Weights of the loss terms (all masked by target availability); 0 disables a term."""
+
+    mse: float = Field(1.0, ge=0.0)
+    ssim: float = Field(0.2, ge=0.0)
+    pearson: float = Field(0.1, ge=0.0)
+    cosine: float = Field(0.1, ge=0.0)
+    l1: float = Field(0.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _some_term(self) -> LossConfig:
+        if not any(self.model_dump().values()):
+            raise ValueError("loss: at least one term must have a positive weight")
+        return self
+
+
+class OptimConfig(_Strict):
+    """AdamW with linear warm-up and cosine decay."""
+
+    lr: float = Field(1e-3, gt=0.0, le=1.0)
+    weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
+    warmup_steps: int = Field(100, ge=0)
+    min_lr_ratio: float = Field(0.02, ge=0.0, le=1.0)
+    """Floor of the cosine decay as a fraction of ``lr``."""
+    grad_clip: float | None = Field(1.0, gt=0.0)
+    """Maximum global gradient norm; null disables clipping."""
+
+
+class ValConfig(_Strict):
+    """Whole-image validation through the container's tiler, scored with challenge metrics."""
+
+    every: int = Field(200, ge=1)
+    """Validate every this many steps (and at the end)."""
+    tile: int = Field(256, ge=16, le=4096)
+    """Tile edge; also the manifest ``patch`` the export writes."""
+    overlap: float = Field(0.25, ge=0.0, lt=1.0)
+    """Tile overlap fraction; also the manifest ``overlap``."""
+    batch_size: int = Field(4, ge=1, le=256)
+    """Tiles per forward pass."""
+    monitor: Literal["pcc", "ssim", "pcc+ssim"] = "pcc+ssim"
+    """Score for early stopping and the best checkpoint (mean over images and organelles)."""
+    patience: int | None = Field(None, ge=1)
+    """Stop after this many validations without improvement; null never stops early."""
+
+
+class TrainConfig(_Strict):
+    """One training run."""
+
+    out: Path
+    """Run folder: checkpoints, ``log.csv``, ``curve.png``, ``config.yaml``."""
+    steps: int = Field(ge=1)
+    """Optimisation steps."""
+    max_minutes: float | None = Field(None, gt=0.0)
+    """Wall-clock budget; the run stops (and checkpoints) when it is used up."""
+    seed: int = 0
+    """Seed of model initialisation and patch sampling."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True
+    """Mixed precision on CUDA (ignored on CPU)."""
+    threads: int | None = Field(None, ge=1, le=256)
+    """torch intra-op threads per process; null keeps torch's default."""
+    checkpoint_every: int = Field(100, ge=1)
+    """Write ``last.pt`` every this many steps."""
+    resume: bool = True
+    """Continue from ``out/last.pt`` when it exists."""
+    progress: bool = True
+    """Show a progress bar (rank 0 only)."""
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    val: ValConfig = Field(default_factory=ValConfig)
+
+    @model_validator(mode="after")
+    def _sizes_fit_depth(self) -> TrainConfig:
+        multiple = 2**self.model.depth
+        for key, size in (("data.patch", self.data.patch), ("val.tile", self.val.tile)):
+            if size % multiple:
+                raise ValueError(
+                    f"{key} must be a multiple of 2**model.depth = {multiple} (got {size})"
+                )
+        return self
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for key in parents:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted!r}: {key!r} is not a section")
+    node[leaf] = value
+
+
+def parse_config(
+    raw: dict[str, Any], *, source: str = "<config>", overrides: list[str] | None = None
+) -> TrainConfig:
+    """Validate a config mapping, after applying ``key.sub=value`` overrides (YAML values).
+
+    Raises
+    ------
+    ConfigError
+        One line per problem, each naming ``source`` and the dotted key.
+    """
+    raw = dict(raw)
+    for item in overrides or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE")
+        _set_dotted(raw, key.strip(), yaml.safe_load(text))
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            lines.append(f"{source}: {where}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read and validate a YAML training config (see :func:`parse_config`)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return parse_config(raw, source=str(path), overrides=overrides)
+
+
+def dump_config(config: TrainConfig) -> str:
+    """The config as YAML, for the run folder and the checkpoint."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

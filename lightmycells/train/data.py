@@ -1,0 +1,364 @@
+"""Training data: index Light My Cells-layout folders, split them, sample augmented patches.
+
+Layout (real S-BIAD1047 or simulated): ``ROOT/Study_N/image_<ID>_<BF|PC|DIC>_z<k>.ome.tiff``
+inputs, ``ROOT/Study_N/image_<ID>_<Organelle>.ome.tiff`` targets. Each index entry is one
+field of view: its focus planes, the targets that exist, study and modality.
+
+Sampling is a pure function of the sample index (``rng = default_rng((seed, index))``), so a
+resumed or distributed run draws exactly the patches an uninterrupted single process would.
+Each sample picks an organelle uniformly among the model's outputs, then a study uniformly
+among the studies that have it, then a field of view, then a random focus plane (all planes
+are free augmentation) and a random patch. Missing targets come back as zeros with
+``mask = 0``: the losses ignore them.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+from scipy import ndimage
+from torch.utils.data import Dataset
+
+from lightmycells import ome
+from lightmycells.train.config import AugmentConfig, DataConfig
+from lightmycells.vocab import Modality, Organelle
+
+INPUT_NAME = re.compile(r"^image_(?P<id>.+?)_(?P<modality>BF|PC|DIC)_z(?P<z>\d+)\.ome\.tiff?$")
+TARGET_NAME = re.compile(
+    r"^image_(?P<id>.+?)_(?P<organelle>Nucleus|Mitochondria|Tubulin|Actin)\.ome\.tiff?$"
+)
+BEST_Z_FILE = "best_z.csv"
+#: Keeps the normalisation's denominator off zero for constant images.
+NORM_EPS = 1e-6
+#: Smoothing of the elastic displacement field, in pixels.
+ELASTIC_SIGMA = 8.0
+
+
+class DataError(ValueError):
+    """Training data that cannot be used; the message names the folder or file."""
+
+
+@dataclass(frozen=True)
+class FieldOfView:
+    """One field of view of one study in one modality.
+
+    Attributes
+    ----------
+    study:
+        Study folder name, e.g. ``"Study_3"`` (prefixed with the root when several roots
+        hold the same study name).
+    image_id:
+        The ``<ID>`` of ``image_<ID>_...``.
+    modality:
+        BF, PC or DIC.
+    planes:
+        Input files sorted by z.
+    z:
+        The z index of each plane.
+    targets:
+        Organelle → target file, for the targets that exist.
+    best_z:
+        Best-focus plane from ``best_z.csv``, or None.
+    """
+
+    study: str
+    image_id: str
+    modality: Modality
+    planes: tuple[Path, ...]
+    z: tuple[int, ...]
+    targets: dict[Organelle, Path] = field(hash=False)
+    best_z: int | None = None
+
+    @property
+    def key(self) -> str:
+        """Unique name, ``<study>/image_<ID>_<modality>``."""
+        return f"{self.study}/image_{self.image_id}_{self.modality}"
+
+    def validation_plane(self) -> Path:
+        """The best-focus plane when known, else the middle plane."""
+        if self.best_z is not None and self.best_z in self.z:
+            return self.planes[self.z.index(self.best_z)]
+        return self.planes[len(self.planes) // 2]
+
+
+def _read_best_z(path: Path) -> dict[tuple[str, str], int]:
+    """``(image id, modality) -> best z`` from a ``best_z.csv`` (empty if absent).
+
+    ``name`` may be ``image_<ID>``, ``image_<ID>_<M>`` or ``image_<ID>_<M>_z<k>``.
+    """
+    if not path.exists():
+        return {}
+    out: dict[tuple[str, str], int] = {}
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            try:
+                name, modality, best = row["name"], row["modality"], int(row["best_z"])
+            except (KeyError, TypeError, ValueError):
+                raise DataError(f"{path}: expected columns name,modality,image_z,best_z") from None
+            image_id = re.sub(r"^image_", "", name)
+            image_id = re.sub(r"_(BF|PC|DIC)(_z\d+)?(\.ome\.tiff?)?$", "", image_id)
+            out[(image_id, modality)] = best
+    return out
+
+
+def _study_dirs(roots: Sequence[Path]) -> list[tuple[str, Path]]:
+    found: list[tuple[str, Path]] = []
+    for root in roots:
+        if not root.is_dir():
+            raise DataError(f"{root}: not a folder")
+        studies = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("Study_"))
+        if not studies:
+            raise DataError(f"{root}: no Study_* folders (expected the Light My Cells layout)")
+        prefix = f"{root.name}:" if len(roots) > 1 else ""
+        found += [(prefix + s.name, s) for s in studies]
+    return found
+
+
+def index_fovs(
+    roots: Sequence[str | Path], modalities: Iterable[Modality] | None = None
+) -> list[FieldOfView]:
+    """Index every field of view under ``roots`` (optionally only some modalities).
+
+    Raises
+    ------
+    DataError
+        When a root is missing, holds no ``Study_*`` folder, or no input plane at all.
+    """
+    wanted = set(modalities) if modalities is not None else set(Modality)
+    fovs: list[FieldOfView] = []
+    root_best = {Path(r): _read_best_z(Path(r) / BEST_Z_FILE) for r in roots}
+    for study, study_dir in _study_dirs([Path(r) for r in roots]):
+        planes: dict[tuple[str, str], list[tuple[int, Path]]] = defaultdict(list)
+        targets: dict[str, dict[Organelle, Path]] = defaultdict(dict)
+        for path in sorted(study_dir.iterdir()):
+            if m := INPUT_NAME.match(path.name):
+                planes[(m["id"], m["modality"])].append((int(m["z"]), path))
+            elif m := TARGET_NAME.match(path.name):
+                targets[m["id"]][Organelle(m["organelle"].lower())] = path
+        best = {**root_best[study_dir.parent], **_read_best_z(study_dir / BEST_Z_FILE)}
+        for (image_id, modality), zs in sorted(planes.items()):
+            if Modality(modality) not in wanted:
+                continue
+            zs.sort()
+            fovs.append(FieldOfView(
+                study=study, image_id=image_id, modality=Modality(modality),
+                planes=tuple(p for _, p in zs), z=tuple(z for z, _ in zs),
+                targets=dict(targets.get(image_id, {})), best_z=best.get((image_id, modality)),
+            ))
+    if not fovs:
+        raise DataError(f"no input planes found under {', '.join(str(r) for r in roots)}")
+    return fovs
+
+
+def split_fovs(
+    fovs: Sequence[FieldOfView], by: str, val_fraction: float, seed: int
+) -> tuple[list[FieldOfView], list[FieldOfView]]:
+    """Split into (train, validation) by field of view or by whole study, reproducibly.
+
+    The split does not depend on which organelles a model uses, so every model of a run
+    validates on the same held-out fields of view.
+    """
+    groups = sorted({f.study if by == "study" else f.key for f in fovs})
+    order = np.random.default_rng(seed).permutation(len(groups))
+    n_val = math.ceil(val_fraction * len(groups)) if val_fraction > 0 and len(groups) > 1 else 0
+    n_val = min(n_val, len(groups) - 1)
+    held = {groups[i] for i in order[:n_val]}
+    val = [f for f in fovs if (f.study if by == "study" else f.key) in held]
+    train = [f for f in fovs if (f.study if by == "study" else f.key) not in held]
+    return train, val
+
+
+def with_targets(fovs: Iterable[FieldOfView], organelles: Sequence[Organelle]) -> list[FieldOfView]:
+    """The fields of view that have at least one of ``organelles`` as a target."""
+    return [f for f in fovs if any(o in f.targets for o in organelles)]
+
+
+def sampling_weights(fovs: Sequence[FieldOfView], organelles: Sequence[Organelle]) -> np.ndarray:
+    """Probability of each field of view: organelle, then study, then FOV uniformly.
+
+    A field of view with several of the organelles collects the probability of each.
+    """
+    weights = np.zeros(len(fovs))
+    for organelle in organelles:
+        by_study: dict[str, list[int]] = defaultdict(list)
+        for i, fov in enumerate(fovs):
+            if organelle in fov.targets:
+                by_study[fov.study].append(i)
+        for members in by_study.values():
+            weights[members] += 1.0 / (len(organelles) * len(by_study) * len(members))
+    total = weights.sum()
+    if total <= 0:
+        names = ", ".join(organelles)
+        raise DataError(f"no training field of view has a target for {names}")
+    return weights / total
+
+
+def pixel_size_um(path: Path) -> float | None:
+    """Pixel size (x) of one OME-TIFF from its header only, or None when unknown."""
+    with tifffile.TiffFile(path) as tif:
+        meta = ome.parse_meta(path.name, tif.ome_metadata)
+    return meta.pixel_size_um[1] if meta.pixel_size_um else None
+
+
+@dataclass
+class Plane:
+    """One decoded image and the statistics its normalisation needs."""
+
+    pixels: np.ndarray  # (Y, X) float32, raw intensities
+    low: float  # percentile norm_low
+    high: float  # percentile norm_high
+    vmin: float
+    vmax: float
+
+    def normalized(self, pixels: np.ndarray | None = None) -> np.ndarray:
+        """``(x - low) / (high - low)`` of this plane (or of a crop of it), float32.
+
+        Unclipped, as the challenge metrics normalise.
+        """
+        pixels = self.pixels if pixels is None else pixels
+        return ((pixels - self.low) / max(self.high - self.low, NORM_EPS)).astype(np.float32)
+
+
+class ImageStore:
+    """Reads planes (optionally keeping them), computing percentiles once per file."""
+
+    def __init__(self, low: float, high: float, cache: bool) -> None:
+        self.low, self.high, self.cache = low, high, cache
+        self._planes: dict[Path, Plane] = {}
+
+    def get(self, path: Path) -> Plane:
+        """The decoded plane at ``path``; a ZYX file must hold a single plane."""
+        if path in self._planes:
+            return self._planes[path]
+        try:
+            array, _ = ome.read(path)
+        except ome.ImageError as exc:
+            raise DataError(f"{path}: {exc}") from None
+        if array.ndim != 2:
+            raise DataError(f"{path}: expected one 2D plane (got shape {array.shape})")
+        pixels = array.astype(np.float32)
+        low, high = np.percentile(pixels, [self.low, self.high])
+        plane = Plane(pixels, float(low), float(high), float(pixels.min()), float(pixels.max()))
+        if self.cache:
+            self._planes[path] = plane
+        return plane
+
+
+def _crop(image: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
+    """``size``² crop at (top, left) of a reflect-padded view of ``image`` (Y, X)."""
+    pad_y, pad_x = max(0, size - image.shape[0]), max(0, size - image.shape[1])
+    if pad_y or pad_x:
+        image = np.pad(image, ((0, pad_y), (0, pad_x)), mode="reflect")
+    return image[top : top + size, left : left + size]
+
+
+def _gamma_normalized(plane: Plane, crop: np.ndarray, gamma: float) -> np.ndarray:
+    """Normalise ``crop`` after a gamma curve on the plane's [min, max] range.
+
+    Percentiles commute with monotonic maps, so mapping the stored percentiles through the
+    same curve gives exactly the percentile normalisation of the gamma-corrected image.
+    """
+    span = max(plane.vmax - plane.vmin, NORM_EPS)
+
+    def curve(v: np.ndarray | float) -> np.ndarray:
+        return np.clip((np.asarray(v, np.float32) - plane.vmin) / span, 0.0, 1.0) ** gamma
+
+    low, high = curve(plane.low), curve(plane.high)
+    return ((curve(crop) - low) / max(float(high - low), NORM_EPS)).astype(np.float32)
+
+
+def _elastic(stack: np.ndarray, rng: np.random.Generator, alpha: float) -> np.ndarray:
+    """Apply one smooth random displacement to every channel of ``stack`` (C, Y, X)."""
+    shape = stack.shape[1:]
+    dy, dx = (
+        ndimage.gaussian_filter(rng.uniform(-1, 1, shape), ELASTIC_SIGMA) for _ in range(2)
+    )
+    scale = alpha / max(np.abs(dy).max(), np.abs(dx).max(), NORM_EPS)
+    yy, xx = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    coords = [yy + scale * dy, xx + scale * dx]
+    return np.stack([
+        ndimage.map_coordinates(c, coords, order=1, mode="reflect") for c in stack
+    ]).astype(np.float32)
+
+
+def _dihedral(stack: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One of the 8 flips/rotations, applied to every channel of ``stack`` (C, Y, X)."""
+    stack = np.rot90(stack, int(rng.integers(4)), axes=(-2, -1))
+    if rng.integers(2):
+        stack = stack[..., ::-1]
+    return np.ascontiguousarray(stack)
+
+
+class PatchDataset(Dataset):
+    """Augmented training patches; item ``i`` is a pure function of ``(seed, i)``.
+
+    Returns ``(x (1, P, P), y (C, P, P), mask (C,))`` float32 tensors, ``C`` the number of
+    organelles; ``y[c]`` is zeros and ``mask[c] = 0`` when that target does not exist.
+    """
+
+    def __init__(
+        self, fovs: Sequence[FieldOfView], organelles: Sequence[Organelle], cfg: DataConfig,
+        *, seed: int, length: int, store: ImageStore | None = None,
+    ) -> None:
+        self.fovs = list(fovs)
+        self.organelles = list(organelles)
+        self.cfg = cfg
+        self.seed = seed
+        self.length = length
+        self.weights = sampling_weights(self.fovs, self.organelles)
+        self.cumulative = np.cumsum(self.weights)
+        self.store = store or ImageStore(cfg.norm_low, cfg.norm_high, cfg.cache)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng((self.seed, index))
+        pick = int(np.searchsorted(self.cumulative, rng.random()))
+        fov = self.fovs[min(pick, len(self.fovs) - 1)]
+        plane = self.store.get(fov.planes[int(rng.integers(len(fov.planes)))])
+        size = self.cfg.patch
+        top = int(rng.integers(max(plane.pixels.shape[0] - size, 0) + 1))
+        left = int(rng.integers(max(plane.pixels.shape[1] - size, 0) + 1))
+        aug = self.cfg.augment
+        x = _gamma_normalized(
+            plane, _crop(plane.pixels, top, left, size), _draw_gamma(rng, aug)
+        )
+        x = x * rng.uniform(1 - aug.contrast, 1 + aug.contrast) + rng.uniform(
+            -aug.brightness, aug.brightness
+        )
+        targets, mask = [], []
+        for organelle in self.organelles:
+            if organelle in fov.targets:
+                target = self.store.get(fov.targets[organelle])
+                targets.append(target.normalized(_crop(target.pixels, top, left, size)))
+                mask.append(1.0)
+            else:
+                targets.append(np.zeros((size, size), np.float32))
+                mask.append(0.0)
+        stack = np.concatenate([x[None], np.stack(targets)]).astype(np.float32)  # (1+C, P, P)
+        if aug.elastic > 0 and rng.random() < aug.elastic:
+            stack = _elastic(stack, rng, aug.elastic_alpha)
+        if aug.dihedral:
+            stack = _dihedral(stack, rng)
+        return (
+            torch.from_numpy(stack[:1].copy()),
+            torch.from_numpy(stack[1:].copy()),
+            torch.tensor(mask, dtype=torch.float32),
+        )
+
+
+def _draw_gamma(rng: np.random.Generator, aug: AugmentConfig) -> float:
+    if aug.gamma <= 0:
+        return 1.0
+    bound = math.log1p(aug.gamma)
+    return float(math.exp(rng.uniform(-bound, bound)))

@@ -1,0 +1,250 @@
+"""Export a training checkpoint to ONNX, check it, and write its manifest entry.
+
+``python -m lightmycells.export --checkpoint runs/x/best.pt --out weights/`` writes
+``<organelles>.onnx`` with dynamic batch and spatial axes, runs ``onnx.checker``, compares
+ONNX Runtime with PyTorch on random inputs of two sizes and on real images (the run's
+validation planes, or ``--sample`` files), fails when the largest absolute difference exceeds
+the tolerance, and adds or replaces the model's entry in ``weights/manifest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from lightmycells import manifest, normalize, ome
+from lightmycells.train.config import TrainConfig
+from lightmycells.train.models import build_model
+from lightmycells.vocab import MODALITIES
+
+OPSET = 17
+TOLERANCE = 1e-4
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+
+
+class ExportError(RuntimeError):
+    """The export could not produce a model that matches PyTorch; the message says why."""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A model rebuilt from a checkpoint, in eval mode, and what the checkpoint recorded."""
+
+    model: torch.nn.Module
+    config: TrainConfig
+    step: int
+    pixel_size_um: float | None
+    val_planes: tuple[Path, ...]
+
+
+def load_checkpoint(path: str | Path) -> Loaded:
+    """Rebuild the model a training checkpoint describes (CPU, eval mode)."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise ExportError(f"{path}: cannot read checkpoint ({exc})") from None
+    config = TrainConfig.model_validate(state["config"])
+    model = build_model(config.model, len(config.data.organelles))
+    model.load_state_dict(state["model"])
+    model.eval()
+    return Loaded(model, config, int(state["step"]), state.get("pixel_size_um"),
+                  tuple(Path(p) for p in state.get("val_planes", ())))
+
+
+def export_onnx(model: torch.nn.Module, path: Path, size: int) -> Path:
+    """Trace ``model`` to ONNX at ``path`` (batch, height and width dynamic) and check it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    dynamic = {0: "batch", 2: "height", 3: "width"}
+    try:
+        torch.onnx.export(
+            model.eval(), (torch.zeros(1, 1, size, size),), str(tmp), dynamo=False,
+            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=OPSET,
+            dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic}, do_constant_folding=True,
+        )
+        onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def max_difference(model: torch.nn.Module, onnx_path: Path, inputs: Sequence[np.ndarray]) -> float:
+    """Largest |PyTorch − ONNX Runtime (CPU)| over ``inputs``, each ``(B, 1, H, W)`` float32."""
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    with torch.no_grad():
+        for x in inputs:
+            expected = model(torch.from_numpy(x)).numpy()
+            got = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+            if got.shape != expected.shape:
+                raise ExportError(
+                    f"{onnx_path}: output shape {got.shape}, PyTorch {expected.shape}"
+                )
+            worst = max(worst, float(np.abs(got - expected).max()))
+    return worst
+
+
+def real_inputs(paths: Sequence[Path], size: int, spec: dict[str, Any]) -> list[np.ndarray]:
+    """Normalised ``size``² crops (top left, reflect-padded) of 2D images, ``(1, 1, S, S)``."""
+    normalizer = normalize.from_spec(spec)
+    crops = []
+    for path in paths:
+        image, _ = ome.read(path)
+        if image.ndim == 3:  # a Z-stack: its middle plane
+            image = image[image.shape[0] // 2]
+        x, _ = normalizer.before(image)
+        pad = [(0, max(0, size - n)) for n in x.shape]
+        x = np.pad(x, pad, mode="reflect")[:size, :size]
+        crops.append(np.ascontiguousarray(x, np.float32)[None, None])
+    return crops
+
+
+def manifest_entry(
+    loaded: Loaded, *, name: str, file: str, onnx_path: Path, patch: int, overlap: float
+) -> dict[str, Any]:
+    """The manifest entry (keys of docs/ARCHITECTURE.md) for an exported model."""
+    data_cfg = loaded.config.data
+    modalities = [str(m) for m in data_cfg.modalities]
+    if set(data_cfg.modalities) == set(MODALITIES):
+        modalities = ["*"]  # also serves files whose modality is unknown
+    return {
+        "name": name, "file": file, "sha256": manifest.sha256_file(onnx_path),
+        "organelles": [str(o) for o in data_cfg.organelles], "modalities": modalities,
+        "patch": patch, "overlap": overlap, "pixel_size_um": loaded.pixel_size_um,
+        "input_norm": {"kind": "percentile", "low": data_cfg.norm_low, "high": data_cfg.norm_high},
+    }
+
+
+def update_manifest(weights_dir: Path, entry: dict[str, Any]) -> Path:
+    """Add ``entry`` to ``weights_dir/manifest.json``, replacing one with the same name."""
+    path = weights_dir / manifest.MANIFEST_NAME
+    doc: dict[str, Any] = {"format": 1, "models": []}
+    if path.exists():
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    doc["models"] = [m for m in doc.get("models", []) if m.get("name") != entry["name"]]
+    doc["models"].append(entry)
+    doc["models"].sort(key=lambda m: m["name"])
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What an export produced and measured."""
+
+    onnx_path: Path
+    bytes: int
+    parameters: int
+    parity_random: float
+    parity_real: float | None
+    entry: dict[str, Any]
+
+
+def export_checkpoint(
+    checkpoint: str | Path, out: str | Path, *, name: str | None = None,
+    patch: int | None = None, overlap: float | None = None,
+    samples: Sequence[Path] | None = None, tolerance: float = TOLERANCE,
+    write_manifest: bool = True,
+) -> ExportReport:
+    """Export one checkpoint into the weights folder ``out``; see the module docstring.
+
+    Raises
+    ------
+    ExportError
+        When the parity check exceeds ``tolerance`` (the ONNX file is then removed).
+    """
+    loaded = load_checkpoint(checkpoint)
+    cfg = loaded.config
+    stem = "-".join(str(o) for o in cfg.data.organelles)
+    name = name or f"{stem}-{cfg.model.name}"
+    patch = patch or cfg.val.tile
+    overlap = cfg.val.overlap if overlap is None else overlap
+    multiple = 2**cfg.model.depth
+    if patch % multiple:
+        raise ExportError(f"patch {patch} is not a multiple of 2**depth = {multiple}")
+    out = Path(out)
+    onnx_path = export_onnx(loaded.model, out / f"{stem}.onnx", patch)
+
+    rng = np.random.default_rng(0)
+    random_inputs = [
+        rng.standard_normal((1, 1, patch, patch), dtype=np.float32),
+        rng.standard_normal((2, 1, 3 * multiple, 5 * multiple), dtype=np.float32),
+    ]
+    spec = {"kind": "percentile", "low": cfg.data.norm_low, "high": cfg.data.norm_high}
+    sample_paths = list(samples) if samples else [p for p in loaded.val_planes if p.exists()]
+    parity_random = max_difference(loaded.model, onnx_path, random_inputs)
+    parity_real = (
+        max_difference(loaded.model, onnx_path, real_inputs(sample_paths, patch, spec))
+        if sample_paths else None
+    )
+    worst = max(parity_random, parity_real or 0.0)
+    if worst > tolerance:
+        onnx_path.unlink()
+        raise ExportError(f"{onnx_path}: ONNX Runtime differs from PyTorch by {worst:.3g} "
+                          f"(tolerance {tolerance:.3g}); file removed")
+    entry = manifest_entry(loaded, name=name, file=onnx_path.name, onnx_path=onnx_path,
+                           patch=patch, overlap=overlap)
+    if write_manifest:
+        update_manifest(out, entry)
+    return ExportReport(
+        onnx_path=onnx_path, bytes=onnx_path.stat().st_size,
+        parameters=sum(p.numel() for p in loaded.model.parameters()),
+        parity_random=parity_random, parity_real=parity_real, entry=entry,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``python -m lightmycells.export --checkpoint CKPT --out WEIGHTS_DIR``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m lightmycells.export", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--checkpoint", type=Path, required=True, nargs="+",
+                        help="training checkpoint(s) (best.pt); one ONNX file each")
+    parser.add_argument("--out", type=Path, required=True, help="weights folder")
+    parser.add_argument("--name", help="manifest name (default <organelles>-<model>)")
+    parser.add_argument("--patch", type=int, help="manifest tile edge (default: val.tile)")
+    parser.add_argument("--overlap", type=float, help="manifest overlap (default: val.overlap)")
+    parser.add_argument("--sample", type=Path, nargs="*", default=None,
+                        help="OME-TIFF inputs for the real-image parity check "
+                             "(default: the run's validation planes)")
+    parser.add_argument("--tolerance", type=float, default=TOLERANCE,
+                        help="largest allowed |PyTorch - ONNX| (default %(default)g)")
+    args = parser.parse_args(argv)
+    if args.name and len(args.checkpoint) > 1:
+        parser.error("--name needs a single --checkpoint")
+    for checkpoint in args.checkpoint:
+        try:
+            report = export_checkpoint(
+                checkpoint, args.out, name=args.name, patch=args.patch, overlap=args.overlap,
+                samples=args.sample, tolerance=args.tolerance,
+            )
+        except (ExportError, ome.ImageError, OSError) as exc:
+            print(f"error: {exc}")
+            return 1
+        real = "n/a" if report.parity_real is None else f"{report.parity_real:.2e}"
+        entry = report.entry
+        print(f"{report.onnx_path}: {report.parameters} parameters, "
+              f"{report.bytes / 1e6:.2f} MB, max |torch - onnx| random {report.parity_random:.2e}"
+              f", real {real}; manifest entry '{entry['name']}' "
+              f"({', '.join(entry['organelles'])} × {', '.join(entry['modalities'])})")
+    try:
+        manifest.load(args.out)
+    except manifest.ManifestError as exc:
+        print(f"error: {exc}")
+        return 1
+    return 0
