@@ -88,11 +88,24 @@ class Processor:
         check_shape(array.shape)
         routes = {
             entry.name: [o.value for o in organelles]
-            for entry, organelles in self.manifest.routes(self.organelles, meta.modality).items()
+            for entry, organelles in self._routes(meta).items()
         }
         predictions = self._predict(array, meta)
         write_all(predictions, outputs, meta.pixel_size_um)
         return Written(meta, array.shape, routes, time.perf_counter() - started)
+
+    def _routes(self, meta: ome.ImageMeta) -> dict[Any, list[Organelle]]:
+        from lightmycells.manifest import RouteError
+
+        try:
+            return self.manifest.routes(self.organelles, meta.modality)
+        except RouteError:
+            if meta.modality is not None:
+                raise
+            choices = "|".join(Modality)
+            raise RouteError(f"unknown modality (no OME Channel Name/Fluor, no _BF_/_PC_/_DIC_ "
+                             f"in the file name) and the manifest has no '*' route for it; "
+                             f"pass --modality {choices}") from None
 
     def _predict(self, array: np.ndarray, meta: ome.ImageMeta) -> dict[Organelle, np.ndarray]:
         if array.ndim == 2 or self.zstack != "all":

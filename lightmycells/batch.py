@@ -74,11 +74,13 @@ def run(
         Extra fields for the summary (device, weights …).
     """
     shard = shard or Shard()
+    output.mkdir(parents=True, exist_ok=True)
     jobs = shard.select(discovery.jobs)
     collisions = shard.select(discovery.collisions)
     found = len(discovery.jobs) + len(discovery.collisions)
     log = RunLog(
         total=len(jobs) + len(collisions),
+        root=discovery.root,
         settings={
             "found": found, "layout": discovery.layout, "input": str(discovery.root),
             "output": str(output), "skipped_targets": discovery.skipped_targets,

@@ -134,7 +134,9 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
 
 
 def check_folders(settings: Settings) -> None:
-    """The input must be a folder; the output folder must exist (or be creatable) and be writable.
+    """The input must be a folder; the output folder must be writable (or creatable).
+
+    Nothing is created: a run that stops at a later configuration error leaves no trace.
 
     Raises
     ------
@@ -143,14 +145,15 @@ def check_folders(settings: Settings) -> None:
     """
     if not settings.input.is_dir():
         raise ConfigError(f"input folder {settings.input} does not exist")
-    try:
-        settings.output.mkdir(parents=True, exist_ok=True)
-        probe = settings.output / f".write-test.{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
+    existing = settings.output
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
         raise ConfigError(f"output folder {settings.output} is not writable "
-                          f"({exc.strerror or exc})") from None
+                          f"({existing} is not a folder)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"output folder {settings.output} is not writable "
+                          f"(no write permission on {existing})")
 
 
 def load_manifest(weights: Path) -> Any:

@@ -54,26 +54,32 @@ class RunLog:
         Number of inputs this run will handle (its shard).
     settings:
         Effective settings echoed into the summary (device, organelles, shard, weights …).
+    root:
+        Inputs are shown relative to this folder in log lines (failure lines show the path).
     out, err:
-        Streams for log lines and failure lines.
+        Streams for log lines and failure lines (default: ``sys.stdout``/``sys.stderr`` at
+        the time of the run).
     progress:
         Draw a tqdm bar (on ``err``) when that stream is a terminal.
     """
 
     total: int
     settings: Mapping[str, Any] = field(default_factory=dict)
-    out: TextIO = sys.stdout
-    err: TextIO = sys.stderr
+    root: Path | None = None
+    out: TextIO | None = None
+    err: TextIO | None = None
     progress: bool = True
     outcomes: list[Outcome] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self) -> None:
+        self._out = self.out or sys.stdout
+        self._err = self.err or sys.stderr
         self._bar: Any = None
-        if self.progress and self.total > 1 and self.err.isatty():
+        if self.progress and self.total > 1 and self._err.isatty():
             from tqdm import tqdm  # only when a terminal can show it
 
-            self._bar = tqdm(total=self.total, file=self.err, unit="image", leave=False)
+            self._bar = tqdm(total=self.total, file=self._err, unit="image", leave=False)
 
     def add(self, outcome: Outcome) -> None:
         """Record one outcome and print its line."""
@@ -83,12 +89,17 @@ class RunLog:
         eta = elapsed / done * (self.total - done)
         prefix = f"[{done}/{self.total} ETA {_clock(eta)}]"
         if outcome.status == FAILED:
-            self._print(f"{prefix} FAILED {outcome.source}: {outcome.detail}", self.err)
+            self._print(f"{prefix} FAILED {outcome.source}: {outcome.detail}", self._err)
         else:
-            self._print(f"{prefix} {outcome.status} {outcome.source.name}  {outcome.detail}  "
-                        f"{outcome.seconds:.2f} s", self.out)
+            self._print(f"{prefix} {outcome.status} {self._shown(outcome.source)}  "
+                        f"{outcome.detail}  {outcome.seconds:.2f} s", self._out)
         if self._bar is not None:
             self._bar.update(1)
+
+    def _shown(self, source: Path) -> str:
+        if self.root is not None and source.is_relative_to(self.root):
+            return source.relative_to(self.root).as_posix()
+        return source.name
 
     def _print(self, line: str, stream: TextIO) -> None:
         if self._bar is not None:
@@ -123,7 +134,7 @@ class RunLog:
         summary = self.summary()
         print(f"done: {summary['written']} written, {summary['skipped']} skipped, "
               f"{summary['failed']} failed of {summary['total']} in {summary['seconds']:.1f} s "
-              f"({summary['images_per_minute']:.1f} images/min)", file=self.out, flush=True)
+              f"({summary['images_per_minute']:.1f} images/min)", file=self._out, flush=True)
         if json_path is not None:
             write_json(json_path, summary)
         return summary
