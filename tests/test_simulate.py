@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lightmycells import ome
-from lightmycells.simulate import BEST_Z_CSV, make_dataset
+from lightmycells.simulate import BEST_Z_CSV, choose_labels, make_dataset
 from lightmycells.simulate.__main__ import main
 from lightmycells.vocab import INPUT_FOLDER, Modality, Organelle
 
@@ -115,3 +115,31 @@ def test_unknown_modality_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="XYZ"):
         make_dataset(tmp_path, studies=1, fovs=1, seed=0, size=(32, 32), modalities=["XYZ"],
                      progress=False)
+
+
+def test_partial_label_proportions():
+    rng = np.random.default_rng(0)
+    n = 20000
+    for modality in Modality:
+        draws = [choose_labels(rng, modality) for _ in range(n)]
+        assert all(draws) and all(len(d) < 4 for d in draws)  # never empty, never all four
+        freq = {o: sum(o in d for d in draws) / n for o in Organelle}
+        assert freq[Organelle.NUCLEUS] > 0.9
+        assert freq[Organelle.MITOCHONDRIA] == pytest.approx(0.66, abs=0.02)
+        assert freq[Organelle.TUBULIN] == pytest.approx(0.10, abs=0.01)
+        if modality is Modality.DIC:
+            assert freq[Organelle.ACTIN] == 0  # the real data has no DIC→actin pair
+        else:
+            assert freq[Organelle.ACTIN] == pytest.approx(0.04, abs=0.01)
+        # the real ordering: nucleus ≫ mitochondria ≫ tubulin > actin
+        order = sorted(Organelle, key=freq.get, reverse=True)
+        assert order[:3] == [Organelle.NUCLEUS, Organelle.MITOCHONDRIA, Organelle.TUBULIN]
+
+
+def test_all_labels_still_respects_dic_and_never_all_four(tmp_path):
+    folders = make_dataset(tmp_path, studies=2, fovs=2, seed=1, size=(32, 32), planes=1,
+                           modalities=["DIC", "BF"], all_labels=True, progress=False)
+    dic = {p.name.split(".")[0].split("_", 2)[2] for p in folders[0].glob("*.ome.tiff")}
+    assert dic == {"DIC_z0", "Nucleus", "Mitochondria", "Tubulin"}
+    for fov in (1, 2):
+        assert len(list(folders[1].glob(f"image_{2 + fov}_[A-Z][a-z]*.ome.tiff"))) == 3
