@@ -162,7 +162,7 @@ class Manifest:
                     return entry
         raise RouteError(
             f"no model for ({organelle}, {_modality_label(modality)}) in {self._path}: no entry "
-            f"lists {organelle!r} with modality "
+            f"lists '{organelle}' with modality "
             + (f"{modality!s} or '*'" if modality is not None else "'*'"))
 
     def routes(

@@ -45,21 +45,30 @@ class Normalizer(Protocol):
         ...
 
 
-def _apply(x: np.ndarray, offset: float, spread: float) -> tuple[np.ndarray, State]:
-    scale = spread if spread > EPS else 1.0
-    y = np.asarray(x, dtype=np.float32) - np.float32(offset)
-    y *= np.float32(1.0 / scale)
-    return y, State(offset=float(offset), scale=float(scale))
+class _Affine:
+    """``y = (x - offset) / spread`` with image statistics from :meth:`stats`; spread ≤ EPS → 1."""
 
+    def stats(self, x: np.ndarray) -> tuple[float, float]:
+        """(offset, spread) of the image."""
+        raise NotImplementedError
 
-def _undo(y: np.ndarray, state: State) -> np.ndarray:
-    return (np.asarray(y, np.float32) * np.float32(state.scale) + np.float32(state.offset)).astype(
-        np.float32, copy=False
-    )
+    def before(self, x: np.ndarray) -> tuple[np.ndarray, State]:
+        """Normalise ``x``; return float32 values and the state that undoes it."""
+        offset, spread = self.stats(x)
+        scale = spread if spread > EPS else 1.0
+        y = np.asarray(x, dtype=np.float32) - np.float32(offset)
+        y *= np.float32(1.0 / scale)
+        return y, State(offset=float(offset), scale=float(scale))
+
+    def after(self, y: np.ndarray, state: State) -> np.ndarray:
+        """Undo :meth:`before`: ``y * scale + offset``."""
+        out = np.asarray(y, np.float32) * np.float32(state.scale)
+        out += np.float32(state.offset)
+        return out
 
 
 @dataclass(frozen=True)
-class Percentile:
+class Percentile(_Affine):
     """``(x - p_low) / (p_high - p_low)`` with percentiles of the whole image, no clipping."""
 
     low: float = 2.0
@@ -70,55 +79,39 @@ class Percentile:
             raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100 "
                              f"(got low={self.low}, high={self.high})")
 
-    def before(self, x: np.ndarray) -> tuple[np.ndarray, State]:
-        """Normalise by the image's own ``low``/``high`` percentiles."""
+    def stats(self, x: np.ndarray) -> tuple[float, float]:
+        """The image's ``low`` percentile and the distance to its ``high`` percentile."""
         p_low, p_high = np.percentile(x, [self.low, self.high])
-        return _apply(x, p_low, p_high - p_low)
-
-    def after(self, y: np.ndarray, state: State) -> np.ndarray:
-        """Undo :meth:`before`."""
-        return _undo(y, state)
+        return float(p_low), float(p_high - p_low)
 
 
 @dataclass(frozen=True)
-class ZScore:
+class ZScore(_Affine):
     """``(x - mean) / std`` over the whole image."""
 
-    def before(self, x: np.ndarray) -> tuple[np.ndarray, State]:
-        """Normalise to zero mean and unit standard deviation."""
+    def stats(self, x: np.ndarray) -> tuple[float, float]:
+        """Mean and standard deviation (computed in float64)."""
         x64 = np.asarray(x, np.float64)
-        return _apply(x, x64.mean(), x64.std())
-
-    def after(self, y: np.ndarray, state: State) -> np.ndarray:
-        """Undo :meth:`before`."""
-        return _undo(y, state)
+        return float(x64.mean()), float(x64.std())
 
 
 @dataclass(frozen=True)
-class MinMax:
+class MinMax(_Affine):
     """``(x - min) / (max - min)`` over the whole image."""
 
-    def before(self, x: np.ndarray) -> tuple[np.ndarray, State]:
-        """Normalise to the range [0, 1]."""
+    def stats(self, x: np.ndarray) -> tuple[float, float]:
+        """Minimum and range."""
         lo, hi = float(np.min(x)), float(np.max(x))
-        return _apply(x, lo, hi - lo)
-
-    def after(self, y: np.ndarray, state: State) -> np.ndarray:
-        """Undo :meth:`before`."""
-        return _undo(y, state)
+        return lo, hi - lo
 
 
 @dataclass(frozen=True)
-class Identity:
+class Identity(_Affine):
     """No normalisation: the image as float32."""
 
-    def before(self, x: np.ndarray) -> tuple[np.ndarray, State]:
-        """Return ``x`` as float32."""
-        return np.asarray(x, np.float32), State(offset=0.0, scale=1.0)
-
-    def after(self, y: np.ndarray, state: State) -> np.ndarray:
-        """Return ``y`` as float32."""
-        return np.asarray(y, np.float32)
+    def stats(self, x: np.ndarray) -> tuple[float, float]:
+        """Offset 0, scale 1."""
+        return 0.0, 1.0
 
 
 #: ``kind`` → (class, accepted parameter keys besides ``kind``).

@@ -38,7 +38,8 @@ class Predictor:
         Average over the dihedral ``transforms`` (8× the compute by default).
     batch_size:
         Tiles per model call, counted in ``patch × patch`` tiles: a planned tile four times
-        the patch area makes the batch four times smaller, so memory stays the same.
+        the patch area makes the batch four times smaller (at least one tile), so memory
+        stays about the same.
     overlap:
         Minimum tile overlap as a fraction of the patch edge; None takes the manifest's.
     resample:

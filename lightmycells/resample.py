@@ -86,6 +86,7 @@ def back_to_grid(pred: np.ndarray, shape: tuple[int, int], from_um: float | Sequ
     interpolation: no overshoot.
     """
     planes = pred[None] if pred.ndim == 2 else pred
-    out = np.stack([_resample(p, _pair(from_um), tuple(shape), _pair(to_um), sitk.sitkLinear)
+    grid = (int(shape[0]), int(shape[1]))
+    out = np.stack([_resample(p, _pair(from_um), grid, _pair(to_um), sitk.sitkLinear)
                     for p in planes])
     return out[0] if pred.ndim == 2 else out

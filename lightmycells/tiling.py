@@ -74,8 +74,9 @@ def _reflect_pad(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     pad = [(0, max(0, s - n)) for s, n in zip(shape, image.shape, strict=True)]
     if not any(after for _, after in pad):
         return image
-    mode = "reflect" if min(image.shape) > 1 else "edge"  # reflect needs 2 pixels per axis
-    return np.pad(image, pad, mode=mode)
+    if min(image.shape) > 1:
+        return np.pad(image, pad, mode="reflect")
+    return np.pad(image, pad, mode="edge")  # reflect needs 2 pixels per axis
 
 
 def batch_layout(n_tiles: int, batch_size: int) -> int:

@@ -1,8 +1,8 @@
 """Reduce a ``ZYX`` focus stack to one ``YX`` plane: the sharpest plane, or the maximum projection.
 
 The focus measure is the normalised variance ``var / mean`` of each plane (Groen, Young &
-Ligthart 1985), which ranks bright-field focus well and ignores overall brightness changes
-between planes.
+Ligthart 1985): the variance of an in-focus transmitted-light image is highest, and dividing
+by the mean keeps a merely brighter plane from winning as easily as with plain variance.
 """
 
 from __future__ import annotations

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from lightmycells import normalize
+
+
+@pytest.fixture
+def image():
+    return np.random.default_rng(1).gamma(2.0, 300.0, (64, 80)).astype(np.uint16)
+
+
+def test_percentile_maps_low_high_to_0_1_without_clipping(image):
+    y, state = normalize.Percentile().before(image)
+    p_low, p_high = np.percentile(image, [2.0, 99.8])
+    expected = (image.astype(np.float64) - p_low) / (p_high - p_low)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+    assert y.min() < 0 and y.max() > 1  # no clipping, as the official evaluation
+    assert (state.offset, state.scale) == pytest.approx((p_low, p_high - p_low))
+
+
+@pytest.mark.parametrize("norm", [normalize.Percentile(), normalize.Percentile(1, 99),
+                                  normalize.ZScore(), normalize.MinMax(), normalize.Identity()])
+def test_after_undoes_before(image, norm):
+    y, state = norm.before(image)
+    np.testing.assert_allclose(norm.after(y, state), image, rtol=1e-5, atol=1e-2)
+
+
+@pytest.mark.parametrize("norm", [normalize.Percentile(), normalize.ZScore(), normalize.MinMax()])
+@pytest.mark.parametrize("value", [0, 7])
+def test_degenerate_images_do_not_divide_by_zero(norm, value):
+    flat = np.full((16, 16), value, np.uint16)
+    y, state = norm.before(flat)
+    assert np.isfinite(y).all() and state.scale == 1.0
+    np.testing.assert_array_equal(y, 0)
+    np.testing.assert_array_equal(norm.after(y, state), value)
+
+
+def test_zscore_and_minmax_statistics(image):
+    z, _ = normalize.ZScore().before(image)
+    assert z.mean() == pytest.approx(0, abs=1e-5) and z.std() == pytest.approx(1, abs=1e-5)
+    m, _ = normalize.MinMax().before(image)
+    assert (m.min(), m.max()) == pytest.approx((0.0, 1.0))
+
+
+def test_from_spec_builds_each_kind():
+    assert normalize.from_spec({"kind": "percentile", "low": 1, "high": 99.5}) == \
+        normalize.Percentile(1.0, 99.5)
+    assert normalize.from_spec({"kind": "percentile"}) == normalize.Percentile()
+    assert isinstance(normalize.from_spec({"kind": "zscore"}), normalize.ZScore)
+    assert isinstance(normalize.from_spec({"kind": "none"}), normalize.Identity)
+
+
+@pytest.mark.parametrize("spec,match", [
+    ({"kind": "robust"}, "robust"), ({}, "None"),
+    ({"kind": "percentile", "lo": 2}, "'lo'"), ({"kind": "zscore", "low": 2}, "'low'"),
+    ({"kind": "percentile", "low": "2"}, "number"), ({"kind": "percentile", "low": 99.9}, "low"),
+])
+def test_from_spec_rejects_bad_specs(spec, match):
+    with pytest.raises(ValueError, match=match):
+        normalize.from_spec(spec)

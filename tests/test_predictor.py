@@ -1,0 +1,106 @@
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from lightmycells import manifest, normalize, predictor, runtime
+from lightmycells.manifest import RouteError
+from lightmycells.ome import ImageMeta
+from lightmycells.vocab import ORGANELLES, Modality, Organelle
+
+
+def _meta(modality=None, pixel_size=None):
+    return ImageMeta("img", "YX", modality, "stated", pixel_size)
+
+
+def _image(shape, seed=0):
+    return np.random.default_rng(seed).gamma(2.0, 300.0, shape).astype(np.uint16)
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Counts model calls per model name and records the batch shapes."""
+    seen: Counter = Counter()
+    shapes: list = []
+    original = runtime.OnnxModel.__call__
+
+    def counting(self, batch):
+        seen[self.entry.name] += 1
+        shapes.append(batch.shape)
+        return original(self, batch)
+
+    monkeypatch.setattr(runtime.OnnxModel, "__call__", counting)
+    return seen, shapes
+
+
+@pytest.mark.parametrize("shape", [(17, 23), (300, 520), (966, 1296)])
+@pytest.mark.parametrize("tiles", ["auto", "patch"])
+def test_identity_model_gives_the_normalised_input_for_every_organelle(
+        identity_weights, shape, tiles):
+    m = manifest.load(identity_weights)
+    image = _image(shape)
+    out = predictor.Predictor(m, runtime.Runtime("cpu", 1), tiles=tiles).predict(image, _meta())
+    expected = normalize.Percentile().before(image)[0]
+    assert list(out) == list(ORGANELLES)
+    for values in out.values():
+        assert values.shape == shape and values.dtype == np.float32
+        np.testing.assert_allclose(values, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("modality,expected", [
+    (Modality.BF, {"nucleus": (1, 10), "mitochondria": (3, 30)}),
+    (Modality.DIC, {"nucleus": (2, 20), "mitochondria": (3, 30)}),
+    (None, {"nucleus": (2, 20), "actin": (5, 50)}),
+])
+def test_outputs_come_from_the_routed_model(routed_weights, modality, expected):
+    m = manifest.load(routed_weights)
+    image = _image((64, 96))
+    x = normalize.Percentile().before(image)[0]
+    out = predictor.Predictor(m, runtime.Runtime("cpu", 1)).predict(
+        image, _meta(modality), list(expected))
+    assert list(out) == list(expected)
+    for organelle, (scale, offset) in expected.items():
+        np.testing.assert_allclose(out[organelle], scale * x + offset, rtol=1e-5, atol=1e-4)
+
+
+def test_a_model_serving_several_organelles_runs_once(routed_weights, calls):
+    seen, _ = calls
+    m = manifest.load(routed_weights)
+    out = predictor.Predictor(m, runtime.Runtime("cpu", 1)).predict(
+        _image((200, 200)), _meta(Modality.DIC))
+    assert set(out) == set(ORGANELLES)
+    assert seen == Counter({"nuc-mito-any": 1, "tub-act-any": 1})  # one tile, one call each
+
+
+def test_batches_count_patch_sized_tiles(identity_weights, calls):
+    _, shapes = calls
+    m = manifest.load(identity_weights)  # patch 256
+    rt = runtime.Runtime("cpu", 1)
+    predictor.Predictor(m, rt, tiles="patch", batch_size=4).predict(_image((700, 700)), _meta())
+    assert set(shapes) == {(4, 1, 256, 256)}
+    shapes.clear()
+    predictor.Predictor(m, rt, batch_size=4).predict(_image((700, 700)), _meta())
+    (shape,) = set(shapes)
+    assert shape[0] == max(1, 4 * 256 * 256 // (shape[2] * shape[3]))  # planned tile: 704²
+    assert shape[2:] == (704, 704)
+
+
+def test_missing_route_names_it(tmp_path):
+    from tests import onnx_models
+    entry = onnx_models.model_entry(tmp_path, "bf", onnx_models.identity_model(1),
+                                    organelles=["nucleus"], modalities=["BF"])
+    m = manifest.load(onnx_models.write_manifest(tmp_path, [entry]))
+    p = predictor.Predictor(m, runtime.Runtime("cpu", 1))
+    with pytest.raises(RouteError, match=r"\(nucleus, PC\)"):
+        p.predict(_image((32, 32)), _meta(Modality.PC), [Organelle.NUCLEUS])
+
+
+def test_bad_arguments_are_rejected(identity_weights):
+    m = manifest.load(identity_weights)
+    rt = runtime.Runtime("cpu", 1)
+    with pytest.raises(ValueError, match="2D"):
+        predictor.Predictor(m, rt).predict(np.zeros((2, 8, 8), np.uint16), _meta())
+    for kwargs, match in [({"batch_size": 0}, "batch_size"), ({"overlap": 1.0}, "overlap"),
+                          ({"tiles": "grid"}, "tiles")]:
+        with pytest.raises(ValueError, match=match):
+            predictor.Predictor(m, rt, **kwargs)
