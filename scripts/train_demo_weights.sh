@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Train the shipped demo weights on the simulated microscope, on a small CPU, and export them.
+#
+#   scripts/train_demo_weights.sh [STAGE ...]      stages: data train export (default: all)
+#
+# data:   simulate the training set (seed TRAIN_SEED) and a held-out set (seed HELDOUT_SEED,
+#         never used for training) under $RUN/data/
+# train:  four single-organelle RUNets in two lanes of one process each (one torch thread
+#         per process), nucleus with the largest budget; logs in $RUN/<organelle>/
+# export: ONNX + parity + manifest entries into $WEIGHTS
+#
+# Environment: RUN (runs/demo), WEIGHTS (weights), TRAIN_SEED (11), HELDOUT_SEED (9001),
+# STUDIES (12), FOVS (8), SIZE (512), PYTHON (python).
+set -euo pipefail
+
+RUN=${RUN:-runs/demo}
+WEIGHTS=${WEIGHTS:-weights}
+TRAIN_SEED=${TRAIN_SEED:-11}
+HELDOUT_SEED=${HELDOUT_SEED:-9001}
+STUDIES=${STUDIES:-12}
+FOVS=${FOVS:-8}
+SIZE=${SIZE:-512}
+PYTHON=${PYTHON:-python}
+CONFIG=configs/demo.yaml
+
+# organelle:steps:max_minutes — steps sized for ~0.9 s/step on a shared 2-core CPU; the
+# minutes cap is a safety net (the run then stops early with a checkpoint).
+LANE_A=("nucleus:2400:40" "actin:1200:22")
+LANE_B=("mitochondria:2000:33" "tubulin:1600:26")
+
+stamp() { date -u +%H:%M:%S; }
+
+stage_data() {
+    echo "[$(stamp)] simulating training data (seed $TRAIN_SEED) and held-out data (seed $HELDOUT_SEED)"
+    "$PYTHON" -m lightmycells.simulate --out "$RUN/data/train" --studies "$STUDIES" --fovs "$FOVS" \
+        --seed "$TRAIN_SEED" --size "$SIZE" --all-labels --quiet
+    "$PYTHON" -m lightmycells.simulate --out "$RUN/data/heldout" --studies 6 --fovs 3 \
+        --seed "$HELDOUT_SEED" --size "$SIZE" --all-labels --planes 3 --gc --quiet
+}
+
+train_one() {
+    local organelle=$1 steps=$2 minutes=$3
+    echo "[$(stamp)] training $organelle: $steps steps, at most $minutes min"
+    "$PYTHON" -m lightmycells.train --config "$CONFIG" \
+        --set "out=$RUN/$organelle" --set "data.roots=[$RUN/data/train]" \
+        --set "data.organelles=[$organelle]" --set "steps=$steps" \
+        --set "max_minutes=$minutes" > "$RUN/$organelle.log" 2>&1
+    echo "[$(stamp)] $organelle finished: $(tail -n 1 "$RUN/$organelle.log")"
+}
+
+run_lane() {
+    local item
+    for item in "$@"; do
+        IFS=: read -r organelle steps minutes <<< "$item"
+        train_one "$organelle" "$steps" "$minutes"
+    done
+}
+
+stage_train() {
+    mkdir -p "$RUN"
+    run_lane "${LANE_A[@]}" &
+    local lane_a=$!
+    run_lane "${LANE_B[@]}" &
+    local lane_b=$!
+    local status=0
+    wait "$lane_a" || status=1
+    wait "$lane_b" || status=1
+    return "$status"
+}
+
+stage_export() {
+    echo "[$(stamp)] exporting to $WEIGHTS"
+    local organelle
+    for organelle in nucleus mitochondria tubulin actin; do
+        "$PYTHON" -m lightmycells.export --checkpoint "$RUN/$organelle/best.pt" --out "$WEIGHTS"
+    done
+}
+
+main() {
+    local stages=("$@")
+    [ ${#stages[@]} -gt 0 ] || stages=(data train export)
+    local stage
+    for stage in "${stages[@]}"; do
+        case "$stage" in
+            data | train | export) "stage_$stage" ;;
+            *) echo "unknown stage '$stage' (expected data, train or export)" >&2; exit 2 ;;
+        esac
+    done
+    echo "[$(stamp)] done: ${stages[*]}"
+}
+
+main "$@"
