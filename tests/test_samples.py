@@ -1,0 +1,107 @@
+"""The bundled samples: what they cover, and test.sh's comparison run without Docker."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import inference
+from lightmycells import compare, ome
+from lightmycells.manifest import MANIFEST_NAME, load, sha256_file
+from lightmycells.vocab import INPUT_FOLDER, ORGANELLES, Modality
+from scripts.make_test_samples import MAX_BYTES, WEIGHTS_STAMP
+
+REPO = Path(__file__).resolve().parents[1]
+TEST = REPO / "test"
+INPUTS = sorted((TEST / "input" / "images" / INPUT_FOLDER).glob("*.tif*"))
+EXPECTED = TEST / "expected_output"
+WEIGHTS = REPO / "weights"
+REGENERATE = "python -m scripts.make_test_samples --expected-only"
+
+
+def test_samples_cover_every_modality_odd_sizes_and_stay_small():
+    metas = [ome.read(path) for path in INPUTS]
+    assert {meta.modality for _, meta in metas} == set(Modality)
+    assert all(meta.pixel_size_um is not None for _, meta in metas)
+    assert any(n % 2 for image, _ in metas for n in image.shape), "no odd dimension"
+    assert any(meta.modality_source.startswith("Channel@") and not ome._NAME_MODALITY.search(
+        meta.name) for _, meta in metas), "no sample named like a Grand-Challenge upload"
+    smallest = min(min(image.shape) for image, _ in metas)
+    if (WEIGHTS / MANIFEST_NAME).is_file():
+        assert smallest < min(entry.patch for entry in load(WEIGHTS).models)
+    total = sum(p.stat().st_size for p in TEST.rglob("*") if p.is_file())
+    assert total < MAX_BYTES
+
+
+@pytest.mark.skipif(not (WEIGHTS / MANIFEST_NAME).is_file(),
+                    reason="weights/manifest.json does not exist yet (trained weights not shipped)")
+def test_samples_match_expected_output(tmp_path):
+    assert (EXPECTED / "images").is_dir(), f"no test/expected_output; run {REGENERATE}"
+    stamp = (EXPECTED / WEIGHTS_STAMP).read_text().strip()
+    assert stamp == sha256_file(WEIGHTS / MANIFEST_NAME), (
+        f"test/expected_output was made with other weights; run {REGENERATE}")
+    assert inference.main(["--input", str(TEST / "input"), "--output", str(tmp_path),
+                           "--device", "cpu"], {}) == 0
+    assert compare.compare_folders(tmp_path, EXPECTED) == []
+    assert len(compare.output_files(EXPECTED)) == len(ORGANELLES) * len(INPUTS)
+
+
+# --- the comparison itself -------------------------------------------------------------------
+
+@pytest.fixture
+def expected(tmp_path):
+    root = tmp_path / "expected"
+    rng = np.random.default_rng(0)
+    for organelle in ORGANELLES[:2]:
+        folder = root / "images" / organelle.output_folder
+        folder.mkdir(parents=True)
+        ome.write(folder / "a.tiff", rng.random((30, 40), dtype=np.float32), channel=organelle,
+                  pixel_size_um=(0.1, 0.1))
+    return root
+
+
+def _copy(expected, tmp_path):
+    return shutil.copytree(expected, tmp_path / "actual")
+
+
+def test_compare_accepts_float_noise(expected, tmp_path):
+    actual = _copy(expected, tmp_path)
+    path = actual / "images" / ORGANELLES[0].output_folder / "a.tiff"
+    image, _ = ome.read(path)
+    noise = np.random.default_rng(1).normal(0, 1e-3, image.shape).astype(np.float32)
+    ome.write(path, image + noise, channel="nucleus", pixel_size_um=(0.1, 0.1))
+    assert compare.compare_folders(actual, expected) == []
+    assert compare.main([str(actual), str(expected)]) == 0
+
+
+@pytest.mark.parametrize("change,message", [
+    ("shuffle", "differs: Pearson r"),
+    ("pixel size", "pixel size"),
+    ("shape", "shape (30, 39)"),
+    ("missing", "missing"),
+])
+def test_compare_reports_real_differences(expected, tmp_path, change, message):
+    actual = _copy(expected, tmp_path)
+    path = actual / "images" / ORGANELLES[1].output_folder / "a.tiff"
+    image, _ = ome.read(path)
+    if change == "missing":
+        path.unlink()
+    else:
+        if change == "shuffle":
+            image = np.random.default_rng(2).permutation(image.ravel()).reshape(image.shape)
+        size = (0.2, 0.1) if change == "pixel size" else (0.1, 0.1)
+        image = image[:, :39] if change == "shape" else image
+        ome.write(path, np.ascontiguousarray(image), channel="x", pixel_size_um=size)
+    (problem,) = compare.compare_folders(actual, expected)
+    assert problem.startswith(f"images/{ORGANELLES[1].output_folder}/a.tiff: ")
+    assert message in problem
+    assert compare.main([str(actual), str(expected)]) == 1
+
+
+def test_compare_reports_unexpected_outputs(expected, tmp_path):
+    actual = _copy(expected, tmp_path)
+    shutil.copy(actual / "images" / ORGANELLES[0].output_folder / "a.tiff",
+                actual / "images" / ORGANELLES[0].output_folder / "b.tiff")
+    assert compare.compare_folders(actual, expected) == [
+        f"images/{ORGANELLES[0].output_folder}/b.tiff: not expected"]
