@@ -196,18 +196,23 @@ class Cell:
 
 def make_cells(rng: np.random.Generator, extent_um: tuple[float, float],
                params: CellParams) -> list[Cell]:
-    """Place cells over a field of ``extent_um`` (y, x), including some cut by the border."""
+    """Place cells over a field of ``extent_um`` (y, x), including some cut by the border.
+
+    The first cell is centred inside the field, so no field of view is empty (the real
+    data's fields of view were chosen because they contain cells).
+    """
     h, w = extent_um
     margin = params.radius_um
     area = (h + 2 * margin) * (w + 2 * margin)
-    n = rng.poisson(params.coverage * area / (np.pi * params.radius_um**2))
+    n = max(1, rng.poisson(params.coverage * area / (np.pi * params.radius_um**2)))
     centres: list[tuple[float, float]] = []
     radii: list[float] = []
     for _ in range(n * 6):  # rejection sampling: cells touch but do not pile up
         if len(centres) >= n:
             break
         r = params.radius_um * float(np.exp(rng.normal(0, 0.25)))
-        c = (rng.uniform(-margin, w + margin), rng.uniform(-margin, h + margin))
+        m = -0.0 if not centres else margin
+        c = (rng.uniform(-m, w + m), rng.uniform(-m, h + m))
         if all(np.hypot(c[0] - x, c[1] - y) > 0.8 * (r + rr)
                for (x, y), rr in zip(centres, radii, strict=True)):
             centres.append(c)

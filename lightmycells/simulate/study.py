@@ -157,24 +157,28 @@ def sample_study(rng: np.random.Generator, index: int, modality: Modality, *,
         camera = Camera(read_noise_e=6.0, gain_e_per_adu=background_e / rng.uniform(90, 160),
                         offset_adu=float(rng.uniform(0, 10)), dtype="uint8")
     else:
+        # gain high enough that 3.5× the background (a phase-contrast halo) stays unsaturated
         camera = Camera(read_noise_e=float(rng.uniform(1.5, 6)),
-                        gain_e_per_adu=float(rng.uniform(0.5, 2)),
+                        gain_e_per_adu=max(float(rng.uniform(0.5, 2)), 3.5 * background_e / 60000),
                         offset_adu=float(rng.choice([0, 100, 500])))
     cells = CellParams(
         radius_um=float(rng.uniform(7, 14)), coverage=float(rng.uniform(0.25, 0.7)),
         elongation=float(rng.uniform(1.2, 2.5)), height_um=float(rng.uniform(3, 6)),
-        nucleus_fraction=float(rng.uniform(0.35, 0.5)), mito_per_um2=float(rng.uniform(0.04, 0.12)),
+        nucleus_fraction=float(rng.uniform(0.35, 0.5)),
+        mito_per_um2=float(rng.uniform(0.04, 0.12)),
         microtubules=int(rng.integers(30, 100)), stress_fibres=int(rng.integers(3, 20)),
     )
     fluorescence = Fluorescence(
         na=na,
-        signal_e={o: float(rng.uniform(150, 2000)) for o in ORGANELLES},
+        # log-uniform 60–3000 e⁻ per unit density: dim and bright stainings alike
+        signal_e={o: float(np.exp(rng.uniform(np.log(60), np.log(3000)))) for o in ORGANELLES},
         background_e=float(rng.uniform(10, 80)),
         camera=Camera(read_noise_e=float(rng.uniform(1.5, 3)),
                       gain_e_per_adu=float(rng.uniform(0.5, 2)), offset_adu=100.0),
     )
-    return Study(index, modality, tuple(size), n_planes, float(rng.uniform(0.5, 2.0)), optics,  # type: ignore[arg-type]
-                 camera, background_e, float(rng.uniform(0.05, 0.25)), cells, fluorescence)
+    return Study(index, modality, (int(size[0]), int(size[1])), n_planes,
+                 float(rng.uniform(0.5, 2.0)), optics, camera, background_e,
+                 float(rng.uniform(0.03, 0.15)), cells, fluorescence)
 
 
 def choose_labels(rng: np.random.Generator, modality: Modality,
@@ -211,7 +215,8 @@ def z_positions(rng: np.random.Generator, study: Study) -> tuple[list[float], in
 
 
 def render_fov(rng: np.random.Generator, study: Study,
-               labels: Sequence[Organelle] | None = None) -> Fov:
+               labels: Sequence[Organelle] | None = None, *,
+               z_um: Sequence[float] | None = None) -> Fov:
     """Render one field of view of ``study``: scene, z-stack and ground truth.
 
     Parameters
@@ -222,11 +227,18 @@ def render_fov(rng: np.random.Generator, study: Study,
         The study the field of view belongs to.
     labels:
         Organelles to render ground truth for; by default drawn with :func:`choose_labels`.
+    z_um:
+        Defocus of each plane (µm); by default the study's z-series around a best plane
+        drawn near the middle. The best plane is the one closest to focus.
     """
     if labels is None:
         labels = choose_labels(rng, study.modality)
     scene = make_scene(rng, study.size, study.pixel_size_um, study.cells)
-    z_um, best = z_positions(rng, study)
+    if z_um is None:
+        z_um, best = z_positions(rng, study)
+    else:
+        z_um = [float(z) for z in z_um]
+        best = int(np.argmin(np.abs(z_um)))
     noise_free = transmitted_planes(scene, study.optics, study.modality, z_um)
     light = study.background_e * illumination(rng, study.size, study.uneven)
     planes = np.stack([study.camera.expose(light * plane, rng) for plane in noise_free])

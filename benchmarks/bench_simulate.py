@@ -1,0 +1,58 @@
+"""Simulator speed: seconds per 512² field of view with 5 z-planes, on one core.
+
+Target (issue 4): ≤ 1 s per field of view, including writing the OME-TIFFs.
+Run: ``python benchmarks/bench_simulate.py [--repeats 3] [--size 512]``.
+Prints per modality the render time (scene + planes + ground truth), the time to write the
+files, their sum and its ratio to the 1 s target — all measured in this one run, pinned to
+one CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lightmycells.simulate import render_fov, study_for
+from lightmycells.simulate.dataset import write_fov
+from lightmycells.vocab import ORGANELLES, Modality
+
+TARGET_S = 1.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--planes", type=int, default=5)
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    size = (args.size, args.size)
+    print(f"{args.size}² px, {args.planes} planes, 3 ground truths, one core, "
+          f"median of {args.repeats}")
+    print(f"{'modality':8} {'render s':>9} {'write s':>8} {'total s':>8} {'/ target':>9}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for index, modality in enumerate(Modality, start=1):
+            study = study_for(0, index, modality, size=size, planes=args.planes)
+            labels = ORGANELLES[:3]  # typical: a field of view never has all four
+            render, write = [], []
+            for r in range(args.repeats):
+                t0 = time.perf_counter()
+                fov = render_fov(np.random.default_rng(r), study, labels)
+                t1 = time.perf_counter()
+                write_fov(Path(tmp), Path(tmp), r + 1, study, fov, gc=False)
+                t2 = time.perf_counter()
+                render.append(t1 - t0)
+                write.append(t2 - t1)
+            rs, ws = float(np.median(render)), float(np.median(write))
+            print(f"{modality.value:8} {rs:9.3f} {ws:8.3f} {rs + ws:8.3f} "
+                  f"{(rs + ws) / TARGET_S:9.2f}")
+
+
+if __name__ == "__main__":
+    main()
