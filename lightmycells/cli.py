@@ -63,16 +63,20 @@ def build_parser(default_weights: Path) -> argparse.ArgumentParser:
                     help="Z-stack inputs: sharpest plane, max projection, or every plane "
                     "(default %(default)s)")
     io.add_argument("--summary", type=Path,
-                    help="where to write summary.json (default: OUT/summary.json in batch "
-                    "mode, nowhere in Grand-Challenge mode)")
+                    help="where to write the run's summary (default: OUT/summary.json in batch "
+                    "mode, OUT/summary.shard-I-of-N.json for a shard, nowhere in "
+                    "Grand-Challenge mode)")
     model = parser.add_argument_group("model and runtime")
     model.add_argument("--weights", type=Path, default=default_weights,
                        help="folder with manifest.json and the ONNX models (default %(default)s)")
-    model.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    model.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                       help="auto: CUDA when a CUDA session really works, else the CPU (said in "
+                       "one line); cuda: fail rather than fall back (default %(default)s)")
     model.add_argument("--threads", type=_positive_int,
                        help="CPU threads (default: the CPUs this process may use)")
     model.add_argument("--tta", action="store_true", help="average the 8 flips/rotations")
-    model.add_argument("--batch-size", type=_positive_int, default=4, help="tiles per batch")
+    model.add_argument("--batch-size", type=_positive_int, default=4,
+                       help="tiles per model call (default %(default)s)")
     model.add_argument("--overlap", type=_fraction, help="tile overlap 0..0.9 (default: "
                        "the manifest's)")
     model.add_argument("--no-resample", action="store_true",
@@ -120,8 +124,11 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     output = GC_OUTPUT if grand_challenge else args.output
-    # Grand Challenge wants nothing but the outputs in /output; batch runs keep a summary.
-    summary = args.summary or (None if grand_challenge else output / "summary.json")
+    # Grand Challenge wants nothing but the outputs in /output; batch runs keep a summary,
+    # one per shard so that shards sharing an output folder do not overwrite each other's.
+    name = "summary.json" if shard.count == 1 else (
+        f"summary.shard-{shard.index}-of-{shard.count}.json")
+    summary = args.summary or (None if grand_challenge else output / name)
     return Settings(
         input=GC_INPUT if grand_challenge else args.input,
         output=output,

@@ -254,7 +254,8 @@ def test_shards_from_a_kubernetes_indexed_job_split_the_inputs(tmp_path, identit
         assert run(["--input", tmp_path / "in", "--output", out, "--weights", identity_weights,
                     "--device", "cpu", "--organelles", "nucleus"], env) == 0
         names = [p.name for p in (out / "images/nucleus-fluorescence-ome-tiff").iterdir()]
-        assert json.loads((out / "summary.json").read_text())["shard"] == f"{index}/2"
+        summary = out / f"summary.shard-{index}-of-2.json"
+        assert json.loads(summary.read_text())["shard"] == f"{index}/2"
         done.append(set(names))
     assert done[0].isdisjoint(done[1])
     assert done[0] | done[1] == {f"im{i}_PC.tiff" for i in range(5)}

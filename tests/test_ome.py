@@ -67,9 +67,9 @@ def _plain(tmp_path, name, array, **kwargs):
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
 @pytest.mark.parametrize("options", [
-    {}, {"compression": "lzw"}, {"compression": "zlib"}, {"bigtiff": True},
-    {"bigtiff": True, "compression": "zlib", "tile": (16, 16)},
-], ids=["plain", "lzw", "zlib", "bigtiff", "bigtiff-zlib-tiled"])
+    {}, {"compression": "lzw"}, {"compression": "zlib"}, {"compression": "zstd"},
+    {"bigtiff": True}, {"bigtiff": True, "compression": "zlib", "tile": (16, 16)},
+], ids=["plain", "lzw", "zlib", "zstd", "bigtiff", "bigtiff-zlib-tiled"])
 def test_reads_supported_dtypes_compressions_and_bigtiff(tmp_path, dtype, options):
     image = (np.random.default_rng(1).random((19, 33)) * 200).astype(dtype)
     path = _plain(tmp_path, "image_3_PC_z2.tif", image, **options)
