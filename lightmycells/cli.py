@@ -174,16 +174,18 @@ def load_manifest(weights: Path) -> Any:
 
 
 def discover_inputs(settings: Settings) -> Discovery:
-    """Search the input folder (not the output folder inside it); none found is an error.
+    """Search the input folder, never this run's output folders; none found is an error.
+
+    The output folder may lie inside the input folder, or be it: its organelle folders are
+    excluded so that a second run does not take the first run's predictions as inputs.
 
     Raises
     ------
     ConfigError
         When the folder holds no TIFF at all (a wrong path, not a failed image).
     """
-    out, inp = settings.output.resolve(), settings.input.resolve()
-    nested = [out] if out != inp and out.is_relative_to(inp) else []
-    discovery = discover(settings.input, exclude=nested)
+    outputs = [settings.output / "images" / o.output_folder for o in ORGANELLES]
+    discovery = discover(settings.input, exclude=outputs)
     if not discovery.jobs and not discovery.collisions:
         raise ConfigError(f"no .tif/.tiff input images found under {discovery.root}")
     return discovery

@@ -88,11 +88,12 @@ def test_inputs_writing_the_same_output_are_both_reported(tmp_path):
     assert "same output a.tiff as a.ome.tiff" in problems[tmp_path / "a.tif"]
 
 
-def test_output_folder_inside_input_folder_is_not_searched(tmp_path):
+@pytest.mark.parametrize("output", ["out", "."])
+def test_output_folder_inside_or_equal_to_input_folder_is_not_searched(tmp_path, output):
     make_input(tmp_path / "a.tiff")
-    make_input(tmp_path / "out" / "images" / "nucleus-fluorescence-ome-tiff" / "a.tiff")
+    make_input(tmp_path / output / "images" / "nucleus-fluorescence-ome-tiff" / "a.tiff")
     args = cli.build_parser(tmp_path).parse_args(
-        ["--input", str(tmp_path), "--output", str(tmp_path / "out")])
+        ["--input", str(tmp_path), "--output", str(tmp_path / output)])
     found = cli.discover_inputs(cli.settings_from(args, {}))
     assert [j.source for j in found.jobs] == [tmp_path / "a.tiff"]
 
