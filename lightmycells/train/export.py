@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,11 +70,16 @@ def export_onnx(model: torch.nn.Module, path: Path, size: int) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     dynamic = {0: "batch", 2: "height", 3: "width"}
     try:
-        torch.onnx.export(
-            model.eval(), (torch.zeros(1, 1, size, size),), str(tmp), dynamo=False,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=OPSET,
-            dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic}, do_constant_folding=True,
-        )
+        with warnings.catch_warnings():
+            # The torch.export-based exporter needs onnxscript, which is not installed; the
+            # TorchScript exporter works offline, and torch warns that it is deprecated.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                model.eval(), (torch.zeros(1, 1, size, size),), str(tmp), dynamo=False,
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=OPSET,
+                dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic},
+                do_constant_folding=True,
+            )
         onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
         os.replace(tmp, path)
     finally:
