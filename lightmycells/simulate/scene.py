@@ -118,7 +118,8 @@ class Scene:
     @property
     def shape(self) -> tuple[int, int]:
         """``(Y, X)`` in pixels."""
-        return self.opd_um.shape  # type: ignore[return-value]
+        h, w = self.opd_um.shape
+        return h, w
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,12 @@ def make_cells(rng: np.random.Generator, extent_um: tuple[float, float],
     return [_make_cell(rng, c, r, params) for c, r in zip(centres, radii, strict=True)]
 
 
+def _nucleolus(rng: np.random.Generator, nucleus: Blob) -> Blob:
+    x, y = nucleus.point(np.array(rng.uniform(0, 0.6)), np.array(rng.uniform(0, 2 * np.pi)))
+    return Blob.random(rng, float(x), float(y), radius=rng.uniform(0.5, 1.2),
+                       stretch=rng.uniform(1.0, 1.6), roughness=0.15)
+
+
 def _make_cell(rng: np.random.Generator, centre: tuple[float, float], radius: float,
                params: CellParams) -> Cell:
     stretch = rng.uniform(1.0, params.elongation)
@@ -229,12 +236,7 @@ def _make_cell(rng: np.random.Generator, centre: tuple[float, float], radius: fl
     off = rng.uniform(0, 0.35)
     nx, ny = body.point(np.array(off), np.array(rng.uniform(0, 2 * np.pi)))
     nucleus = Blob.random(rng, float(nx), float(ny), nr, rng.uniform(1.0, 1.5), roughness=0.1)
-    nucleoli = tuple(
-        Blob.random(rng, *(float(v) for v in nucleus.point(
-            np.array(rng.uniform(0, 0.6)), np.array(rng.uniform(0, 2 * np.pi)))),
-            radius=rng.uniform(0.5, 1.2), stretch=rng.uniform(1.0, 1.6), roughness=0.15)
-        for _ in range(rng.integers(1, 5))
-    )
+    nucleoli = tuple(_nucleolus(rng, nucleus) for _ in range(rng.integers(1, 5)))
     # centrosome beside the nucleus, on the side away from the cell centre
     theta = np.arctan2(ny - centre[1], nx - centre[0]) + rng.normal(0, 0.5)
     cs = (nx + 1.1 * nr * np.cos(theta), ny + 1.1 * nr * np.sin(theta))
