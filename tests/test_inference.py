@@ -206,6 +206,17 @@ def test_grand_challenge_mode_writes_only_the_outputs(tmp_path, identity_weights
     assert written == sorted(f"images/{o.output_folder}/3f2a-uuid.tiff" for o in ORGANELLES)
     prediction, _ = ome.read(outputs_of(tmp_path / "output", "3f2a-uuid.tiff")[Organelle.ACTIN])
     assert prediction.shape == image.shape
+    # what Grand Challenge does next: import each output with panimg
+    from panimg import convert
+    from panimg.image_builders import image_builder_tiff
+
+    outputs = sorted(p.resolve() for p in (tmp_path / "output").rglob("*.tiff"))
+    result = convert(input_directory=tmp_path / "output", output_directory=tmp_path / "gc",
+                     builders=[image_builder_tiff], post_processors=[])
+    assert sorted(result.consumed_files) == outputs
+    assert {(i.width, i.height) for i in result.new_images} == {(29, 37)}
+    with tifffile.TiffFile(outputs[0]) as tif:
+        assert tif.pages.first.compression == tifffile.COMPRESSION.NONE  # see process.py
 
 
 def test_organelle_subset_and_routes(tmp_path, routed_weights):

@@ -178,15 +178,17 @@ def test_truncated_and_non_tiff_files_are_rejected(tmp_path):
             ome.read(path)
 
 
-def _written_output(folder, shape=(45, 301), pixel_size=(0.13, 0.11)):
+def _written_output(folder, compression, shape=(45, 301), pixel_size=(0.13, 0.11)):
     image = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
-    return ome.write(folder / "out.tiff", image, channel="mitochondria", pixel_size_um=pixel_size)
+    return ome.write(folder / "out.tiff", image, channel="mitochondria", pixel_size_um=pixel_size,
+                     compression=compression)
 
 
-def test_output_parses_with_ome_types(tmp_path):
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_output_parses_with_ome_types(tmp_path, compression):
     from ome_types import from_tiff
 
-    path = _written_output(tmp_path)
+    path = _written_output(tmp_path, compression)
     doc = from_tiff(path)  # validates against the OME schema
     pixels = doc.images[0].pixels
     assert (pixels.size_y, pixels.size_x, pixels.size_z) == (45, 301, 1)
@@ -198,13 +200,14 @@ def test_output_parses_with_ome_types(tmp_path):
         assert tif.pages.first.is_tiled
 
 
-def test_output_is_accepted_by_grand_challenge_importer(tmp_path):
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_output_is_accepted_by_grand_challenge_importer(tmp_path, compression):
     from panimg import convert
     from panimg.image_builders import image_builder_tiff
 
     source, target = tmp_path / "in", tmp_path / "out"
     source.mkdir()
-    path = _written_output(source).resolve()
+    path = _written_output(source, compression).resolve()
     result = convert(input_directory=source, output_directory=target,
                      builders=[image_builder_tiff], post_processors=[])
     assert path in result.consumed_files, result.file_errors
