@@ -19,6 +19,7 @@ All metrics are symmetric in their two arguments.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -68,7 +69,7 @@ def percentile_normalize(
     return (x - lo) / (hi - lo)
 
 
-def _percentiles(x: np.ndarray, qs: tuple[float, ...]) -> list[np.generic]:
+def _percentiles(x: np.ndarray, qs: tuple[float, ...]) -> list[Any]:
     """``[np.percentile(x, q) for q in qs]`` (scalar q, linear method) with one selection."""
     n = x.size
     if n == 0:
@@ -89,7 +90,7 @@ def _percentiles(x: np.ndarray, qs: tuple[float, ...]) -> list[np.generic]:
     return [_lerp(values[below], values[above], t) for below, above, t in brackets]
 
 
-def _order_statistics(flat: np.ndarray, ranks: list[int]) -> list[np.generic]:
+def _order_statistics(flat: np.ndarray, ranks: list[int]) -> list[Any]:
     """The values of rank ``ranks`` (0-based) in the sorted ``flat``, in its dtype."""
     # One single-kth partition per rank, largest first, each on the prefix the previous one
     # left below it: ~4x faster than one np.partition call with several kth on 2048².
@@ -104,7 +105,7 @@ def _order_statistics(flat: np.ndarray, ranks: list[int]) -> list[np.generic]:
     return [values[rank] for rank in ranks]
 
 
-def _lerp(a: np.generic, b: np.generic, t: float) -> np.generic:
+def _lerp(a: Any, b: Any, t: float) -> Any:
     """NumPy's ``_lerp`` for one weak (Python float) weight: keeps float32 as float32."""
     diff = b - a
     if t >= 0.5:
