@@ -143,3 +143,21 @@ def test_all_labels_still_respects_dic_and_never_all_four(tmp_path):
     assert dic == {"DIC_z0", "Nucleus", "Mitochondria", "Tubulin"}
     for fov in (1, 2):
         assert len(list(folders[1].glob(f"image_{2 + fov}_[A-Z][a-z]*.ome.tiff"))) == 3
+
+
+def test_studies_vary_like_the_real_ones():
+    from lightmycells.simulate import REAL_SIZES, study_for
+
+    studies = [study_for(0, n, Modality.BF, size_scale=0.25) for n in range(1, 301)]
+    pixel_sizes = np.array([s.pixel_size_um for s in studies])
+    assert pixel_sizes.min() >= 0.06 and pixel_sizes.max() <= 0.162
+    assert pixel_sizes.max() - pixel_sizes.min() > 0.08
+    scaled = {(round(h * 0.25), round(w * 0.25)) for h, w in REAL_SIZES}
+    sizes = {s.size for s in studies}
+    assert sizes == scaled  # every real size occurs, non-square ones included (242×324 …)
+    assert (242, 324) in sizes
+    uint8 = np.mean([s.camera.dtype == "uint8" for s in studies])
+    assert 0.08 < uint8 < 0.25
+    nas = np.array([s.optics.na for s in studies])
+    assert np.corrcoef(pixel_sizes, nas)[0, 1] < -0.8  # small pixels, high-NA objectives
+    assert len({s.planes for s in studies}) > 3 and len({s.cells.radius_um for s in studies}) > 100
