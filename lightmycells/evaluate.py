@@ -31,11 +31,12 @@ import argparse
 import csv
 import json
 import math
+import multiprocessing
 import os
 import re
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -305,19 +306,17 @@ def score_item(item: Item, sources: Sequence[str]) -> ItemResult:
         modality = _input_modality(item.input)
     result = ItemResult(item.name, modality, item.image_z, item.best_z,
                         scores={s: {} for s in sources})
-    input_image = None
-    if any(s in BASELINES for s in sources):
-        if item.input is None:
-            for source in sources:
-                result.errors.append((source, "*", "no input image for the baseline"))
-            return result
+    wanted = [s for s in sources if s in BASELINES]
+    baselines = {}
+    if wanted:
         try:
-            input_image = read_2d(item.input)
+            if item.input is None:
+                raise ValueError("no input image for the baseline")
+            image = read_2d(item.input)
+            baselines = {s: baseline_prediction(s, image) for s in wanted}
         except ValueError as exc:
-            result.errors.append(("*", "*", str(exc)))
-            return result
-    baselines = {s: baseline_prediction(s, input_image) for s in sources
-                 if s in BASELINES and input_image is not None}
+            result.errors += [(s, "*", str(exc)) for s in wanted]
+    sources = [s for s in sources if s not in wanted or s in baselines]
     for organelle, truth_path in item.truth.items():
         try:
             gt = read_2d(truth_path)
@@ -350,7 +349,10 @@ def score_items(items: Sequence[Item], sources: Sequence[str], *, jobs: int = 1,
             results.append(score_item(item, sources))
             bar.update()
     else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        # forkserver: workers fork from a clean server, never from a caller that may hold
+        # threads (a training loop with torch/OpenMP), which plain fork can deadlock
+        context = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
             for result in pool.map(score_item, items, [sources] * len(items), chunksize=1):
                 results.append(result)
                 bar.update()
@@ -364,21 +366,10 @@ def _ordered(values: Mapping[str, float], order: Sequence[str]) -> dict[str, flo
     return {k: float(values[k]) for k in order if k in values}
 
 
-def _mean_per_metric(entries: Iterable[Mapping[str, float]], organelle: Organelle
-                     ) -> dict[str, list[float]]:
-    collected: dict[str, list[float]] = {m: [] for m in _ordered_metrics(organelle)}
-    for entry in entries:
-        for name in collected:
-            collected[name].append(entry[name])
-    return collected
-
-
-def _ordered_metrics(organelle: Organelle) -> tuple[str, ...]:
-    return tuple(m for m in _AGGREGATE_ORDER if m in METRICS[organelle])
-
-
-def _means(values: Mapping[str, list[float]]) -> dict[str, float]:
-    return {name: float(np.mean(v)) if v else math.nan for name, v in values.items()}
+def _means(entries: Sequence[Mapping[str, float]], organelle: Organelle) -> dict[str, float]:
+    """Mean of each of ``organelle``'s metrics over ``entries``; NaN when there are none."""
+    return {m: float(np.mean([e[m] for e in entries])) if entries else math.nan
+            for m in _AGGREGATE_ORDER if m in METRICS[organelle]}
 
 
 def official_json(results: Sequence[ItemResult], source: str = MODEL) -> dict[str, Any]:
@@ -419,13 +410,13 @@ def _aggregate(entries: Sequence[Mapping[str, Any]], group: Callable[[Mapping], 
         for organelle in _AGGREGATE_ORGANELLES:
             scored = [e[organelle.value] for e in members if e[organelle.value]]
             if scored or keep_empty:
-                out[key][organelle.value] = _means(_mean_per_metric(scored, organelle))
+                out[key][organelle.value] = _means(scored, organelle)
     return out
 
 
 def _transmitted_light(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     per = _aggregate(entries, lambda e: e["modality"], keep_empty=True)
-    empty = {o.value: _means(_mean_per_metric([], o)) for o in _AGGREGATE_ORGANELLES}
+    empty = {o.value: _means([], o) for o in _AGGREGATE_ORGANELLES}
     # official order BF, DIC, PC; NaN where a modality has no image
     return {m: per.get(m, empty) for m in sorted(x.value for x in MODALITIES)}
 
@@ -635,7 +626,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         evaluation_report.write_report(args.report, evaluation)
     for line in errors:
         print(f"FAILED {line}", file=sys.stderr)
-    scored = sum(bool(s) for r in evaluation.results for s in r.scores[evaluation.primary].values())
+    scored = sum(len(r.scores[evaluation.primary]) for r in evaluation.results)
     print(f"evaluate: {len(evaluation.items)} images, {scored} image/organelle pairs scored, "
           f"{len(errors)} failed; wrote {args.out}"
           + (f" and {args.report / evaluation_report.REPORT_NAME}" if args.report else ""),
@@ -645,11 +636,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    try:
-        a, b = (json.loads(Path(p).read_text()) for p in args.compare)
-    except (OSError, ValueError) as exc:
-        print(f"evaluate: cannot read {exc}", file=sys.stderr)
-        return 2
+    documents = []
+    for path in args.compare:
+        try:
+            documents.append(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as exc:
+            print(f"evaluate: cannot read {path}: {exc}", file=sys.stderr)
+            return 2
+    a, b = documents
     table = evaluation_report.compare_table(a, b, labels=[p.stem for p in args.compare])
     if args.out is not None:
         args.out.write_text(table + "\n")
