@@ -40,11 +40,14 @@ class Written:
     seconds: float
 
     def describe(self) -> str:
-        """``BF (Channel@Name) 512x512 nucleus,mitochondria<-unet`` style log fields."""
-        modality = self.meta.modality.value if self.meta.modality else "unknown modality"
+        """``BF (Channel@Name)  512x512 0.1 µm (OME PhysicalSize)  nucleus<-unet`` log fields."""
+        meta = self.meta
+        modality = meta.modality.value if meta.modality else "unknown modality"
         size = "x".join(str(n) for n in self.shape)
+        pixel = f"{meta.pixel_size_um[1]:.4g} µm " if meta.pixel_size_um else ""
         routes = "; ".join(f"{','.join(o)}<-{name}" for name, o in self.routes.items())
-        return f"{modality} ({self.meta.modality_source})  {size}  {routes}"
+        return (f"{modality} ({meta.modality_source})  {size} {pixel}({meta.pixel_size_source})"
+                f"  {routes}")
 
 
 @dataclass

@@ -48,6 +48,9 @@ _MODALITY_WORDS = {
 # Channel/@IlluminationType "Transmitted" with no contrast method is plain bright field; the
 # other illumination types (Epifluorescence, Oblique, ...) say nothing we can route on.
 _ILLUMINATION_MODALITY = {"transmitted": Modality.BF}
+#: Pixel sizes (µm) believable for a light microscope; TIFF resolution tags outside this
+#: range are a writer's default (72 dpi is 353 µm per pixel), not a measurement.
+PLAUSIBLE_PIXEL_UM = (1e-3, 50.0)
 # ImageJ ``unit=`` values, in micrometres (its TIFFs carry ResolutionUnit NONE).
 _IMAGEJ_UNIT_UM = {"micron": 1.0, "um": 1.0, "µm": 1.0, "μm": 1.0, "\\u00B5m": 1.0,
                    "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3}
@@ -79,6 +82,10 @@ class ImageMeta:
         Physical pixel size (y, x) in micrometres, or None when unknown.
     z:
         Focus-plane index from the file name (``_z<k>``), or None.
+    pixel_size_source:
+        Where the pixel size came from: ``"OME PhysicalSize"``, ``"TIFF resolution"``,
+        ``"ImageJ resolution"``, ``"none"`` (or ``"none (…ignored)"`` saying what was
+        refused), or ``"stated"`` for metadata built by hand.
     """
 
     name: str
@@ -87,6 +94,7 @@ class ImageMeta:
     modality_source: str
     pixel_size_um: tuple[float, float] | None
     z: int | None = None
+    pixel_size_source: str = "stated"
 
 
 def stem(path: str | Path) -> str:
@@ -129,7 +137,8 @@ def read(path: str | Path, *, modality: Modality | None = None) -> tuple[np.ndar
             axes = series.axes
             array = series.asarray()
             ome_xml = tif.ome_metadata
-            resolution = _resolution_um(tif.pages.first, tif.imagej_metadata)
+            resolution, resolution_source = _resolution_um(tif.pages.first,
+                                                           tif.imagej_metadata)
     except ImageError:
         raise
     except Exception as exc:  # tifffile raises many types for broken files
@@ -142,7 +151,7 @@ def read(path: str | Path, *, modality: Modality | None = None) -> tuple[np.ndar
         raise ImageError("image contains NaN or Inf pixels")
     meta = parse_meta(
         path.name, ome_xml, axes=axes, fallback_pixel_size_um=resolution,
-        stated_modality=modality,
+        fallback_source=resolution_source, stated_modality=modality,
     )
     return array, meta
 
@@ -162,27 +171,36 @@ def _squeeze_to_zyx(array: np.ndarray, axes: str) -> tuple[np.ndarray, str]:
     return array, axes
 
 
-def _resolution_um(page: Any, imagej: Mapping[str, Any] | None) -> tuple[float, float] | None:
-    """Pixel size from TIFF resolution tags (plain TIFFs), or None.
+def _resolution_um(
+    page: Any, imagej: Mapping[str, Any] | None
+) -> tuple[tuple[float, float] | None, str]:
+    """Pixel size from TIFF resolution tags (plain TIFFs) and where it came from.
 
     ImageJ writes ResolutionUnit NONE and puts the unit in its own metadata (``unit=micron``).
+    Sizes outside :data:`PLAUSIBLE_PIXEL_UM` are refused: resampling an image by a writer's
+    72 dpi default would blow it up several thousand times.
     """
     tags = page.tags
-    if "XResolution" not in tags:
-        return None
-    unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
+    if "XResolution" not in tags or "ResolutionUnit" not in tags:
+        return None, "none"
+    unit = int(tags["ResolutionUnit"].value)
     unit_um = {2: 25400.0, 3: 10000.0}.get(unit)
+    source = "TIFF resolution"
     if unit == 1 and imagej:
         unit_um = _IMAGEJ_UNIT_UM.get(str(imagej.get("unit", "")).strip().lower())
+        source = "ImageJ resolution"
     if unit_um is None:
-        return None
+        return None, "none"
     sizes = []
     for key in ("YResolution", "XResolution"):
         num, den = tags[key].value if key in tags else tags["XResolution"].value
         if num == 0:
-            return None
+            return None, "none"
         sizes.append(unit_um * den / num)
-    return sizes[0], sizes[1]
+    low, high = PLAUSIBLE_PIXEL_UM
+    if not all(low <= size <= high for size in sizes):
+        return None, f"none ({source} of {max(sizes):.4g} µm per pixel ignored)"
+    return (sizes[0], sizes[1]), source
 
 
 def _strip_prefix(_path: Any, key: str, value: Any) -> tuple[str, Any]:
@@ -202,6 +220,7 @@ def parse_meta(
     *,
     axes: str = "YX",
     fallback_pixel_size_um: tuple[float, float] | None = None,
+    fallback_source: str = "TIFF resolution",
     stated_modality: Modality | None = None,
 ) -> ImageMeta:
     """Build an :class:`ImageMeta` from a file name and its OME-XML (may be None).
@@ -219,7 +238,11 @@ def parse_meta(
     modality, source = _modality(pixels.get("Channel"), filename)
     if modality is None and stated_modality is not None:
         modality, source = Modality(stated_modality), "stated"
-    pixel_size = _physical_size(pixels) or fallback_pixel_size_um
+    pixel_size, size_source = _physical_size(pixels), "OME PhysicalSize"
+    if pixel_size is None:
+        pixel_size = fallback_pixel_size_um
+        size_source = fallback_source if pixel_size or fallback_source.startswith("none") \
+            else "none"
     z_match = _NAME_Z.search(filename)
     return ImageMeta(
         name=stem(filename),
@@ -228,6 +251,7 @@ def parse_meta(
         modality_source=source,
         pixel_size_um=pixel_size,
         z=int(z_match.group(1)) if z_match else None,
+        pixel_size_source=size_source,
     )
 
 

@@ -191,7 +191,8 @@ def test_batch_run_writes_four_valid_outputs_per_input(tmp_path, identity_weight
     assert (summary["total"], summary["written"], summary["failed"]) == (2, 2, 0)
     assert summary["device"] == "cpu" and summary["images_per_minute"] > 0
     log = capsys.readouterr().out
-    assert "written image_2_PC_z1.ome.tiff  PC (Channel@Name)  33x71" in log
+    assert ("written image_2_PC_z1.ome.tiff  PC (Channel@Name)  33x71 0.12 µm "
+            "(OME PhysicalSize)") in log
     assert "written Study_1/image_1_BF_z0.ome.tiff  BF (Channel@Name)  40x52" in log
     assert "nucleus,mitochondria,tubulin,actin<-all" in log and "done: 2 written" in log
 

@@ -229,3 +229,25 @@ def test_grand_challenge_importer_rejects_output_without_pixel_size(tmp_path):
     result = convert(input_directory=source, output_directory=tmp_path / "out",
                      builders=[image_builder_tiff], post_processors=[])
     assert path.resolve() not in result.consumed_files
+
+
+@pytest.mark.parametrize("options,size,source", [
+    ({"resolution": (1e4 / 0.25, 1e4 / 0.25), "resolutionunit": "CENTIMETER"}, (0.25, 0.25),
+     "TIFF resolution"),
+    ({"resolution": (72, 72), "resolutionunit": "INCH"}, None,
+     "none (TIFF resolution of 352.8 µm per pixel ignored)"),
+    ({}, None, "none"),
+])
+def test_pixel_size_source_and_implausible_resolution(tmp_path, options, size, source):
+    path = _plain(tmp_path, "p.tif", np.zeros((20, 20), np.uint16), **options)
+    _, meta = ome.read(path)
+    assert meta.pixel_size_source == source
+    assert meta.pixel_size_um == (pytest.approx(size) if size else None)
+
+
+def test_ome_physical_size_outranks_resolution_tags(tmp_path):
+    path = tmp_path / "o.ome.tiff"
+    tifffile.imwrite(path, np.zeros((20, 20), np.uint16), ome=True, resolution=(72, 72),
+                     resolutionunit="INCH", metadata={"PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2})
+    _, meta = ome.read(path)
+    assert (meta.pixel_size_um, meta.pixel_size_source) == ((0.2, 0.2), "OME PhysicalSize")
