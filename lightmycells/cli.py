@@ -170,7 +170,7 @@ def load_manifest(weights: Path) -> Any:
     try:
         return manifest.load(weights)
     except (manifest.ManifestError, OSError, ValueError) as exc:
-        raise ConfigError(f"weights {weights}: {exc}") from None
+        raise ConfigError(str(exc)) from None  # names the manifest or model file already
 
 
 def discover_inputs(settings: Settings) -> Discovery:

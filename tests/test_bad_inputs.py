@@ -150,7 +150,7 @@ def test_broken_manifest_exits_2_before_any_work(tmp_path, identity_weights, cap
                 "--weights", broken(identity_weights, how), "--device", "cpu"])
     assert code == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: weights ") and message in err and "\n" not in err
+    assert err.startswith(f"error: {identity_weights}") and message in err and "\n" not in err
     assert not out.exists()
 
 
