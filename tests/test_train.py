@@ -1,4 +1,5 @@
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,3 +151,10 @@ def test_resume_reproduces_the_uninterrupted_run(studies, tmp_path):
     assert sorted(b) == list(range(1, 7))  # the log was continued, not duplicated
     for step in (4, 5, 6):
         assert b[step] == pytest.approx(a[step], rel=1e-6, abs=1e-7)
+
+
+@pytest.mark.parametrize("path", sorted(Path("configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path):
+    cfg = load_config(path)
+    assert cfg.steps > 0 and cfg.data.organelles
