@@ -26,7 +26,8 @@ if [[ "${GPUS:-auto}" != "none" ]] && command -v nvidia-smi > /dev/null 2>&1; th
     GPU_ARGS=(--gpus all)
 fi
 
-docker run --rm "${GPU_ARGS[@]}" \
+# ${GPU_ARGS[@]+...}: an empty array under `set -u` is an error in bash 3 (macOS)
+docker run --rm ${GPU_ARGS[@]+"${GPU_ARGS[@]}"} \
     --platform=linux/amd64 \
     --network none \
     --memory=16g --shm-size=128m --pids-limit=256 \
