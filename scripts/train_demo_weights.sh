@@ -23,15 +23,16 @@ SIZE=${SIZE:-512}
 PYTHON=${PYTHON:-python}
 CONFIG=configs/demo.yaml
 
-# organelle:steps:max_minutes — steps sized for ~0.9 s/step on a shared 2-core CPU; the
+# organelle:steps:max_minutes — steps sized for ~1.3 s/step on a shared 2-core CPU; the
 # minutes cap is a safety net (the run then stops early with a checkpoint).
-LANE_A=("nucleus:2400:40" "actin:1200:22")
-LANE_B=("mitochondria:2000:33" "tubulin:1600:26")
+LANE_A=("nucleus:2000:48" "actin:800:22")
+LANE_B=("mitochondria:1500:38" "tubulin:1000:26")
 
 stamp() { date -u +%H:%M:%S; }
 
 stage_data() {
     echo "[$(stamp)] simulating training data (seed $TRAIN_SEED) and held-out data (seed $HELDOUT_SEED)"
+    echo "simulator: commit $(git log -1 --format=%h -- lightmycells/simulate 2>/dev/null || echo unknown)"
     "$PYTHON" -m lightmycells.simulate --out "$RUN/data/train" --studies "$STUDIES" --fovs "$FOVS" \
         --seed "$TRAIN_SEED" --size "$SIZE" --all-labels --quiet
     "$PYTHON" -m lightmycells.simulate --out "$RUN/data/heldout" --studies 6 --fovs 3 \
