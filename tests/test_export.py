@@ -73,3 +73,13 @@ def test_cli_exports_and_reports_parity(checkpoint, tmp_path, capsys):
     assert "max |torch - onnx| random" in text and "nucleus-mitochondria-runet" in text
     routes = manifest.load(tmp_path).routing_table(ORGANELLES[:2], MODALITIES)
     assert all(r.model is not None for r in routes)
+
+
+def test_fp16_variant_is_checked_and_listed(checkpoint, tmp_path):
+    report = export_checkpoint(checkpoint, tmp_path, fp16=True)
+    assert report.parity_fp16 is not None and 0 < report.parity_fp16 <= 0.05
+    entry = manifest.load(tmp_path).route("nucleus", "BF")
+    assert entry.fp16 is not None and entry.fp16.file == "nucleus-mitochondria.fp16.onnx"
+    session = ort.InferenceSession(str(tmp_path / entry.fp16.file),
+                                   providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == "tensor(float)"  # float32 I/O, float16 inside

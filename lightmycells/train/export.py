@@ -10,6 +10,7 @@ the tolerance, and adds or replaces the model's entry in ``weights/manifest.json
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import warnings
@@ -30,6 +31,8 @@ from lightmycells.vocab import MODALITIES
 
 OPSET = 17
 TOLERANCE = 1e-4
+#: Largest allowed |fp16 ONNX − fp32 PyTorch| (float16 keeps ~3 significant digits).
+FP16_TOLERANCE = 0.05
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 
@@ -85,6 +88,18 @@ def export_onnx(model: torch.nn.Module, path: Path, size: int) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+class HalfPrecision(torch.nn.Module):
+    """``model`` in float16 behind float32 input and output (casts inside the graph)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = copy.deepcopy(model).half().eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) float32 → (B, C, H, W) float32, computed in float16."""
+        return self.net(x.half()).float()
 
 
 def max_difference(model: torch.nn.Module, onnx_path: Path, inputs: Sequence[np.ndarray]) -> float:
@@ -159,20 +174,24 @@ class ExportReport:
     parity_random: float
     parity_real: float | None
     entry: dict[str, Any]
+    parity_fp16: float | None = None
 
 
 def export_checkpoint(
     checkpoint: str | Path, out: str | Path, *, name: str | None = None,
     patch: int | None = None, overlap: float | None = None,
     samples: Sequence[Path] | None = None, tolerance: float = TOLERANCE,
-    write_manifest: bool = True,
+    write_manifest: bool = True, fp16: bool = False, fp16_tolerance: float = FP16_TOLERANCE,
 ) -> ExportReport:
     """Export one checkpoint into the weights folder ``out``; see the module docstring.
+
+    With ``fp16``, also writes ``<organelles>.fp16.onnx`` (float16 inside, float32 in and
+    out), checked against the float32 PyTorch model with ``fp16_tolerance``.
 
     Raises
     ------
     ExportError
-        When the parity check exceeds ``tolerance`` (the ONNX file is then removed).
+        When a parity check exceeds its tolerance (the ONNX file is then removed).
     """
     loaded = load_checkpoint(checkpoint)
     cfg = loaded.config
@@ -198,20 +217,31 @@ def export_checkpoint(
         max_difference(loaded.model, onnx_path, real_inputs(sample_paths, patch, spec))
         if sample_paths else None
     )
-    worst = max(parity_random, parity_real or 0.0)
-    if worst > tolerance:
-        onnx_path.unlink()
-        raise ExportError(f"{onnx_path}: ONNX Runtime differs from PyTorch by {worst:.3g} "
-                          f"(tolerance {tolerance:.3g}); file removed")
+    _check_parity(onnx_path, max(parity_random, parity_real or 0.0), tolerance)
     entry = manifest_entry(loaded, name=name, file=onnx_path.name, onnx_path=onnx_path,
                            patch=patch, overlap=overlap)
+    parity_fp16 = None
+    if fp16:
+        half_path = export_onnx(HalfPrecision(loaded.model), out / f"{stem}.fp16.onnx", patch)
+        real = real_inputs(sample_paths, patch, spec) if sample_paths else []
+        parity_fp16 = max_difference(loaded.model, half_path, [*random_inputs, *real])
+        _check_parity(half_path, parity_fp16, fp16_tolerance)
+        entry["fp16"] = {"file": half_path.name, "sha256": manifest.sha256_file(half_path)}
     if write_manifest:
         update_manifest(out, entry)
     return ExportReport(
         onnx_path=onnx_path, bytes=onnx_path.stat().st_size,
         parameters=sum(p.numel() for p in loaded.model.parameters()),
         parity_random=parity_random, parity_real=parity_real, entry=entry,
+        parity_fp16=parity_fp16,
     )
+
+
+def _check_parity(onnx_path: Path, worst: float, tolerance: float) -> None:
+    if worst > tolerance:
+        onnx_path.unlink()
+        raise ExportError(f"{onnx_path}: ONNX Runtime differs from PyTorch by {worst:.3g} "
+                          f"(tolerance {tolerance:.3g}); file removed")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -230,6 +260,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "(default: the run's validation planes)")
     parser.add_argument("--tolerance", type=float, default=TOLERANCE,
                         help="largest allowed |PyTorch - ONNX| (default %(default)g)")
+    parser.add_argument("--fp16", action="store_true",
+                        help="also write a float16 variant (used on CUDA) with its parity")
+    parser.add_argument("--fp16-tolerance", type=float, default=FP16_TOLERANCE,
+                        help="largest allowed |PyTorch fp32 - ONNX fp16| (default %(default)g)")
     args = parser.parse_args(argv)
     if args.name and len(args.checkpoint) > 1:
         parser.error("--name needs a single --checkpoint")
@@ -237,12 +271,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             report = export_checkpoint(
                 checkpoint, args.out, name=args.name, patch=args.patch, overlap=args.overlap,
-                samples=args.sample, tolerance=args.tolerance,
+                samples=args.sample, tolerance=args.tolerance, fp16=args.fp16,
+                fp16_tolerance=args.fp16_tolerance,
             )
         except (ExportError, ome.ImageError, OSError) as exc:
             print(f"error: {exc}")
             return 1
         real = "n/a" if report.parity_real is None else f"{report.parity_real:.2e}"
+        if report.parity_fp16 is not None:
+            real += f"; fp16 variant max |torch fp32 - onnx fp16| {report.parity_fp16:.2e}"
         entry = report.entry
         print(f"{report.onnx_path}: {report.parameters} parameters, "
               f"{report.bytes / 1e6:.2f} MB, max |torch - onnx| random {report.parity_random:.2e}"
