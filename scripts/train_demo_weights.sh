@@ -7,7 +7,7 @@
 #         never used for training) under $RUN/data/
 # train:  four single-organelle RUNets in two lanes of one process each (one torch thread
 #         per process), nucleus with the largest budget; logs in $RUN/<organelle>/
-# export: ONNX + parity + manifest entries into $WEIGHTS
+# export: ONNX (+ fp16 variant) with parity checks and manifest entries into $WEIGHTS
 #
 # Environment: RUN (runs/demo), WEIGHTS (weights), TRAIN_SEED (11), HELDOUT_SEED (9001),
 # STUDIES (12), FOVS (8), SIZE (512), PYTHON (python).
@@ -73,7 +73,8 @@ stage_export() {
     echo "[$(stamp)] exporting to $WEIGHTS"
     local organelle
     for organelle in nucleus mitochondria tubulin actin; do
-        "$PYTHON" -m lightmycells.export --checkpoint "$RUN/$organelle/best.pt" --out "$WEIGHTS"
+        "$PYTHON" -m lightmycells.export --checkpoint "$RUN/$organelle/best.pt" --out "$WEIGHTS" \
+            --fp16
     done
 }
 
