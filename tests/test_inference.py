@@ -319,3 +319,20 @@ def test_entry_point_as_a_process_imports_onnxruntime_only_for_valid_arguments(
                            "--device", "cpu"], capture_output=True, text=True, cwd=REPO)
     assert good.returncode == 0, good.stderr
     assert len(list((tmp_path / "o" / "images").rglob("a_BF.tiff"))) == 4
+
+
+def test_a_failed_write_fails_only_its_input(tmp_path, identity_weights, capsys):
+    for study in (1, 2, 3):
+        make_input(tmp_path / f"in/Study_{study}/image_{study}_BF_z0.ome.tiff", seed=study)
+    out = tmp_path / "out"
+    blocker = out / "images" / Organelle.TUBULIN.output_folder / "Study_2"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where the Study_2 folder must go")
+    assert run(["--input", tmp_path / "in", "--output", out, "--weights", identity_weights,
+                "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "FAILED" in err and "image_2_BF_z0.ome.tiff: " in err
+    for study in (1, 3):
+        assert all(p.is_file() for p in outputs_of(out, f"Study_{study}/image_{study}_BF_z0.tiff")
+                   .values())
+    assert not list(out.rglob("image_2_BF_z0.tiff"))  # nothing half-written for Study_2
