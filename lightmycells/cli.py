@@ -187,7 +187,9 @@ def discover_inputs(settings: Settings) -> Discovery:
     outputs = [settings.output / "images" / o.output_folder for o in ORGANELLES]
     discovery = discover(settings.input, exclude=outputs)
     if not discovery.jobs and not discovery.collisions:
-        raise ConfigError(f"no .tif/.tiff input images found under {discovery.root}")
+        targets = (f" ({discovery.skipped_targets} ground-truth files such as "
+                   f"image_1_Nucleus.ome.tiff skipped)" if discovery.skipped_targets else "")
+        raise ConfigError(f"no .tif/.tiff input images found under {discovery.root}{targets}")
     return discovery
 
 
