@@ -178,3 +178,19 @@ def test_unknown_stated_modality_is_a_usage_error(capsys):
         run(["--modality", "SEM"])
     assert stop.value.code == 2
     assert "invalid choice: 'SEM'" in capsys.readouterr().err
+
+
+def test_grand_challenge_mode_bad_input_fails_the_job_and_writes_nothing(
+        tmp_path, identity_weights, monkeypatch, capsys):
+    from lightmycells import cli
+
+    monkeypatch.setattr(cli, "GC_INPUT", tmp_path / "input")
+    monkeypatch.setattr(cli, "GC_OUTPUT", tmp_path / "output")
+    folder = tmp_path / "input" / "images" / INPUT_FOLDER
+    folder.mkdir(parents=True)
+    tifffile.imwrite(folder / "0d6c-uuid.tiff", np.zeros((24, 24, 3), np.uint8),
+                     photometric="rgb")
+    (tmp_path / "output").mkdir()
+    assert run(["--weights", identity_weights, "--device", "cpu"]) == 1
+    assert "0d6c-uuid.tiff: 3 samples per pixel" in capsys.readouterr().err
+    assert not [p for p in (tmp_path / "output").rglob("*") if p.is_file()]
