@@ -105,3 +105,12 @@ def test_compare_reports_unexpected_outputs(expected, tmp_path):
                 actual / "images" / ORGANELLES[0].output_folder / "b.tiff")
     assert compare.compare_folders(actual, expected) == [
         f"images/{ORGANELLES[0].output_folder}/b.tiff: not expected"]
+
+
+def test_sample_inputs_import_into_grand_challenge(tmp_path):
+    from panimg import convert
+    from panimg.image_builders import image_builder_tiff
+
+    result = convert(input_directory=INPUTS[0].parent, output_directory=tmp_path,
+                     builders=[image_builder_tiff], post_processors=[])
+    assert sorted(result.consumed_files) == [p.resolve() for p in INPUTS]
