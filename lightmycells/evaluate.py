@@ -34,6 +34,7 @@ import math
 import multiprocessing
 import os
 import re
+import shlex
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -601,6 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (0 ok, 1 some images failed, 2 usage)."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if args.compare:
         return _compare(args)
@@ -623,7 +625,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if source != evaluation.primary:
             write_json(args.out.with_suffix(f".{source}.json"), data)
     if args.report is not None:
-        evaluation_report.write_report(args.report, evaluation)
+        command = "python -m lightmycells.evaluate " + shlex.join(argv)
+        evaluation_report.write_report(args.report, evaluation, command=command)
     for line in errors:
         print(f"FAILED {line}", file=sys.stderr)
     scored = sum(len(r.scores[evaluation.primary]) for r in evaluation.results)

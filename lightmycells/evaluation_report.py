@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lightmycells import metrics
+from lightmycells import metrics, ome
 from lightmycells.vocab import MODALITIES, ORGANELLES, Organelle
 
 if TYPE_CHECKING:
@@ -153,8 +153,11 @@ def _focus_table(data: Mapping[str, Any]) -> str:
     return _table(header, rows)
 
 
-def write_report(folder: Path, evaluation: Evaluation) -> Path:
-    """Write ``report.md``, ``focus.png``, ``distributions.png`` and the gallery."""
+def write_report(folder: Path, evaluation: Evaluation, *, command: str | None = None) -> Path:
+    """Write ``report.md``, ``focus.png``, ``distributions.png`` and the gallery.
+
+    ``command``, when given, is quoted in the report so it can be reproduced.
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -170,7 +173,8 @@ def write_report(folder: Path, evaluation: Evaluation) -> Path:
         f"Prediction: **{evaluation.primary}**; {n_images} transmitted-light images. "
         "Both images percentile-normalised (2 / 99.8) as in the official Light My Cells "
         "evaluation; PCC and SSIM: higher is better; MAE, E_dist, C_dist: lower is better."
-        + _floors_sentence(evaluation),
+        + _floors_sentence(evaluation)
+        + (f"\n\nMade with `{command}`." if command else ""),
         "## Mean per organelle", _organelle_table(evaluation),
         "## Per transmitted-light modality", _modality_tables(evaluation),
         f"## Per focus deviation ({evaluation.primary})",
@@ -308,8 +312,8 @@ def _gallery(folder: Path, evaluation: Evaluation) -> dict[str, Path]:
         picks = _picks(evaluation, organelle)
         if not picks:
             continue
-        fig, axes = plt.subplots(len(picks), 3, figsize=(6, 2.1 * len(picks)), dpi=_DPI,
-                                 squeeze=False)
+        fig, axes = plt.subplots(len(picks), 3, figsize=(6, 0.4 + 1.9 * len(picks)),
+                                 dpi=_DPI, squeeze=False)
         for row, (label, index, pcc) in zip(axes, picks, strict=True):
             item, result = evaluation.items[index], evaluation.results[index]
             image = read_2d(item.input) if item.input is not None else None
@@ -318,7 +322,7 @@ def _gallery(folder: Path, evaluation: Evaluation) -> dict[str, Path]:
             else:
                 pred = read_2d(item.preds[organelle])  # type: ignore[arg-type]  # was scored
             ssim = result.scores[evaluation.primary][organelle]["SSIM"]
-            panels = [("input " + (result.modality or ""), image),
+            panels = [(f"{ome.stem(item.name)} ({result.modality or '?'})", image),
                       (f"{label}: PCC {pcc:.2f}, SSIM {ssim:.2f}", pred),
                       ("ground truth", read_2d(item.truth[organelle]))]
             for ax, (title, panel) in zip(row, panels, strict=True):
@@ -327,7 +331,6 @@ def _gallery(folder: Path, evaluation: Evaluation) -> dict[str, Path]:
                 if panel is not None:
                     ax.imshow(_thumbnail(panel), cmap="gray", vmin=0, vmax=1,
                               interpolation="nearest")
-            row[0].text(0, -0.25, Path(item.name).name, transform=row[0].transAxes, fontsize=6)
         fig.suptitle(f"{organelle.value} ({evaluation.primary}): input | prediction | "
                      "ground truth", fontsize=9)
         out[organelle.value] = _save(fig, folder / f"gallery_{organelle.value}.png")
