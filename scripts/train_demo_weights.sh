@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Train the shipped demo weights on the simulated microscope, on a small CPU, and export them.
 #
-#   scripts/train_demo_weights.sh [STAGE ...]      stages: data train export (default: all)
+#   scripts/train_demo_weights.sh [STAGE ...]   stages: data train export evaluate (default: all)
 #
 # data:   simulate the training set (seed TRAIN_SEED) and a held-out set (seed HELDOUT_SEED,
 #         never used for training) under $RUN/data/
 # train:  four single-organelle RUNets in two lanes of one process each (one torch thread
 #         per process), nucleus with the largest budget; logs in $RUN/<organelle>/
 # export: ONNX (+ fp16 variant) with parity checks and manifest entries into $WEIGHTS
+# evaluate: the container's CLI (inference.py) on the held-out set, then the challenge
+#         metrics beside the input and blurred-input baselines: $RUN/eval/metrics*.json
 #
 # Environment: RUN (runs/demo), WEIGHTS (weights), TRAIN_SEED (11), HELDOUT_SEED (9001),
 # STUDIES (12), FOVS (8), SIZE (512), PYTHON (python).
@@ -78,14 +80,25 @@ stage_export() {
     done
 }
 
+stage_evaluate() {
+    echo "[$(stamp)] predicting the held-out set with $WEIGHTS"
+    rm -rf "$RUN/eval/pred"
+    "$PYTHON" inference.py --input "$RUN/data/heldout" --output "$RUN/eval/pred" \
+        --weights "$WEIGHTS" --device cpu --threads 2
+    "$PYTHON" -m lightmycells.evaluate --truth "$RUN/data/heldout" --pred "$RUN/eval/pred" \
+        --floors input,blur --out "$RUN/eval/metrics.json" --report "$RUN/eval/report" \
+        --jobs 2 --quiet
+}
+
 main() {
     local stages=("$@")
-    [ ${#stages[@]} -gt 0 ] || stages=(data train export)
+    [ ${#stages[@]} -gt 0 ] || stages=(data train export evaluate)
     local stage
     for stage in "${stages[@]}"; do
         case "$stage" in
-            data | train | export) "stage_$stage" ;;
-            *) echo "unknown stage '$stage' (expected data, train or export)" >&2; exit 2 ;;
+            data | train | export | evaluate) "stage_$stage" ;;
+            *) echo "unknown stage '$stage' (expected data, train, export or evaluate)" >&2
+               exit 2 ;;
         esac
     done
     echo "[$(stamp)] done: ${stages[*]}"
