@@ -187,9 +187,11 @@ _Pair = tuple[str, dict[Organelle, Path], Path | None]
 def _gc_pairs(truth: Path, input_dir: Path | None) -> list[_Pair]:
     """(key, truth per organelle, input) for the Grand-Challenge ground-truth layout."""
     per_organelle = {o: _index(truth / "images" / o.output_folder) for o in ORGANELLES}
-    source = input_dir if input_dir is not None else truth
-    gc_inputs = source / "images" / INPUT_FOLDER
-    inputs = _index(gc_inputs if gc_inputs.is_dir() else source)
+    if input_dir is None:  # only the truth's own input folder: never its ground truth
+        inputs = _index(truth / "images" / INPUT_FOLDER)
+    else:
+        gc_inputs = input_dir / "images" / INPUT_FOLDER
+        inputs = _index(gc_inputs if gc_inputs.is_dir() else input_dir)
     input_by_stem = {ome.stem(k): p for k, p in inputs.items()}
     keys = sorted(set().union(*per_organelle.values()))
     return [(key, {o: files[key] for o, files in per_organelle.items() if key in files},
@@ -235,6 +237,9 @@ def find_items(
     if not truth.is_dir():
         raise EvaluationError(f"ground-truth folder {truth} does not exist")
     layout = _truth_layout(truth)
+    if layout == "study" and input_dir is not None:
+        raise EvaluationError(f"{truth} is in the study layout, which holds its inputs; "
+                              "--input is for Grand-Challenge ground truth")
     pairs = _gc_pairs(truth, input_dir) if layout == "grand-challenge" else _study_pairs(truth)
     if not pairs:
         raise EvaluationError(f"no ground truth found in {truth} (expected images/<organelle>-"

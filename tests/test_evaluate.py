@@ -221,6 +221,24 @@ def test_modality_from_metadata_when_names_say_nothing(sim, tmp_path):
     assert not math.isnan(data["transmitted_light"][modality]["nucleus"]["PCC"])
 
 
+def test_inputs_from_input_dir_and_missing_inputs_fail_only_the_baseline(sim, tmp_path):
+    truth = tmp_path / "truth"  # Grand-Challenge ground truth without the input folder
+    shutil.copytree(sim / "images" / Organelle.NUCLEUS.output_folder,
+                    truth / "images" / Organelle.NUCLEUS.output_folder)
+    inputs = tmp_path / "inputs"
+    shutil.copytree(sim / "images" / INPUT_FOLDER, inputs)
+    with_dir = evaluate.evaluate(truth, baseline="input", input_dir=inputs)
+    reference = evaluate.evaluate(sim, baseline="input")["agregate"]
+    assert with_dir["agregate"] == {"nucleus": reference["nucleus"]}
+    # without inputs: the floor fails for every image, the model is still scored
+    pred = write_predictions(sim, tmp_path / "pred")
+    run = evaluate.run(truth, pred, floors=["input"])
+    assert run.metrics["model"]["agregate"]["nucleus"]["PCC"] == pytest.approx(1.0)
+    assert run.metrics["input"]["agregate"] == {}
+    assert len(run.errors) == len(run.items)
+    assert all("[input/*]: no input image" in e for e in run.errors)
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--truth", "nowhere", "--baseline", "input"], "does not exist"),
     (["--truth", "{sim}"], "either a prediction folder or a baseline"),
@@ -228,13 +246,16 @@ def test_modality_from_metadata_when_names_say_nothing(sim, tmp_path):
     (["--truth", "{sim}", "--pred", "{empty}"], "no predictions found"),
     (["--truth", "{sim}", "--baseline", "input", "--best-z", "{bad_csv}"], "expected columns"),
     (["--truth", "{sim}", "--baseline", "input", "--floors", "median"], "unknown baseline"),
+    (["--truth", "{study}", "--baseline", "input", "--input", "{sim}"], "holds its inputs"),
 ])
-def test_bad_usage_exits_2_and_writes_nothing(sim, tmp_path, capsys, argv, message):
+def test_bad_usage_exits_2_and_writes_nothing(sim, study_only, tmp_path, capsys, argv,
+                                              message):
     bad_csv = tmp_path / "bad.csv"
     bad_csv.write_text("file,z\na,1\n")
     (tmp_path / "empty").mkdir()
     out = tmp_path / "m.json"
-    argv = [a.format(sim=sim, empty=tmp_path / "empty", bad_csv=bad_csv) for a in argv]
+    argv = [a.format(sim=sim, study=study_only, empty=tmp_path / "empty", bad_csv=bad_csv)
+            for a in argv]
     assert evaluate.main([*argv, "--out", str(out), "--quiet"]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
@@ -271,3 +292,4 @@ def test_compare_prints_differences(sim, noisy_pred, tmp_path):
     assert f"| all | nucleus | PCC | {da['agregate']['nucleus']['PCC']:.3f} |" in result.stdout
     assert f"{diff:+.3f} | better |" in result.stdout
     assert md.read_text().strip() == result.stdout.strip()
+    assert evaluate.main(["--compare", str(a), str(tmp_path / "missing.json")]) == 2
