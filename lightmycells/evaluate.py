@@ -256,12 +256,10 @@ def find_items(
         if only_predicted and not any(preds.values()):
             continue
         row = table.get(ome.stem(key))
-        name_meta = ome.parse_meta(Path(key).name, None)
         items.append(Item(
             name=key, truth=targets, preds=preds, input=input_path,
-            modality=row[0] if row else (name_meta.modality.value
-                                         if name_meta.modality else None),
-            image_z=row[1] if row else name_meta.z,
+            modality=row[0] if row else None,  # else from the input when scoring
+            image_z=row[1] if row else ome.parse_meta(Path(key).name, None).z,
             best_z=row[2] if row else None,
         ))
     if not items:
@@ -282,14 +280,19 @@ def read_2d(path: Path) -> np.ndarray:
     return image
 
 
-def _input_modality(path: Path) -> str | None:
-    """Modality from an input's OME-XML (or its name), reading no pixels."""
+def _modality(item: Item) -> str | None:
+    """Modality from the input's OME-XML, else its name (as inference routes), no pixels."""
+    xml = None
+    if item.input is not None:
+        try:
+            with tifffile.TiffFile(item.input) as tif:
+                xml = tif.ome_metadata
+        except Exception:  # an unreadable input costs only the modality grouping here
+            xml = None
     try:
-        with tifffile.TiffFile(path) as tif:
-            xml = tif.ome_metadata
-        meta = ome.parse_meta(path.name, xml)
-    except Exception:  # an unreadable input only costs the modality grouping
-        return None
+        meta = ome.parse_meta(item.input.name if item.input else Path(item.name).name, xml)
+    except ome.ImageError:  # unreadable OME-XML: the name may still say
+        meta = ome.parse_meta(Path(item.name).name, None)
     return meta.modality.value if meta.modality else None
 
 
@@ -307,9 +310,7 @@ def baseline_prediction(kind: str, image: np.ndarray) -> np.ndarray:
 
 def score_item(item: Item, sources: Sequence[str]) -> ItemResult:
     """Score one image for every source (``model`` and/or baselines)."""
-    modality = item.modality
-    if modality is None and item.input is not None:
-        modality = _input_modality(item.input)
+    modality = item.modality or _modality(item)
     result = ItemResult(item.name, modality, item.image_z, item.best_z,
                         scores={s: {} for s in sources})
     wanted = [s for s in sources if s in BASELINES]
