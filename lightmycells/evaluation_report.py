@@ -125,6 +125,8 @@ def _modality_tables(evaluation: Evaluation) -> str:
     for metric in ("PCC", "SSIM"):
         rows = []
         for organelle in ORGANELLES:
+            if not counts[organelle.value]:
+                continue  # no ground truth for it anywhere
             for source, data in evaluation.metrics.items():
                 cells = []
                 for modality in modalities:
