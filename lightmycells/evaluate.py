@@ -488,8 +488,11 @@ def run(
     progress: bool = False,
 ) -> Evaluation:
     """Find, pair and score; see :func:`evaluate` for the parameters."""
-    if (pred is None) == (baseline is None):
-        raise EvaluationError("give either a prediction folder or a baseline (not both)")
+    if pred is None and baseline is None:
+        raise EvaluationError("nothing to evaluate: give a prediction folder (--pred) or a "
+                              "baseline (--baseline input|blur)")
+    if pred is not None and baseline is not None:
+        raise EvaluationError("give a prediction folder (--pred) or a baseline, not both")
     unknown = [b for b in [baseline, *floors] if b is not None and b not in BASELINES]
     if unknown:
         raise EvaluationError(f"unknown baseline '{unknown[0]}' "

@@ -241,7 +241,7 @@ def test_inputs_from_input_dir_and_missing_inputs_fail_only_the_baseline(sim, tm
 
 @pytest.mark.parametrize("argv,message", [
     (["--truth", "nowhere", "--baseline", "input"], "does not exist"),
-    (["--truth", "{sim}"], "either a prediction folder or a baseline"),
+    (["--truth", "{sim}"], "nothing to evaluate"),
     (["--truth", "{sim}", "--baseline", "input", "--pred", "{sim}"], "not both"),
     (["--truth", "{sim}", "--pred", "{empty}"], "no predictions found"),
     (["--truth", "{sim}", "--baseline", "input", "--best-z", "{bad_csv}"], "expected columns"),
