@@ -67,17 +67,18 @@ def test_every_call_sees_one_batch_shape_and_constant_output_is_exact():
     np.testing.assert_allclose(out, 2.5, rtol=1e-6, atol=0)  # Σw·c / Σw up to float rounding
 
 
-def test_last_batch_is_padded_to_the_full_batch():
+def test_batches_are_full_and_equal_so_no_padding_tile_is_computed():
     seen = []
 
     def record(batch):
         seen.append(batch.copy())
         return batch
 
-    tiling.predict_tiled(np.arange(20 * 50, dtype=np.float32).reshape(20, 50), record,
-                         tile=(20, 20), overlap=0.0, batch_size=2)
-    assert [b.shape[0] for b in seen] == [2, 2]  # 3 tiles → 2 equal batches
-    np.testing.assert_array_equal(seen[1][1], seen[1][0])  # padding repeats the last tile
+    image = np.arange(20 * 80, dtype=np.float32).reshape(20, 80)
+    tiling.predict_tiled(image, record, tile=(20, 20), overlap=0.0, batch_size=3)
+    assert [b.shape[0] for b in seen] == [2, 2]  # 4 tiles → 2 batches of 2, not 3 + 1
+    np.testing.assert_array_equal(np.concatenate(seen)[:, 0], image.reshape(20, 4, 20)
+                                  .transpose(1, 0, 2))
 
 
 def test_network_that_needs_multiples_of_four_gets_padded_tiles():
@@ -99,8 +100,9 @@ def test_hann_is_positive_symmetric_and_peaks_in_the_middle():
     assert w.min() > 0 and np.allclose(w, w[::-1]) and w.argmax() in (31, 32)
 
 
-@pytest.mark.parametrize("n,b,expected", [(1, 4, 1), (4, 4, 4), (5, 4, 3), (9, 4, 3), (7, 1, 1)])
-def test_batch_layout_spreads_tiles_evenly(n, b, expected):
+@pytest.mark.parametrize("n,b,expected", [(1, 4, 1), (4, 4, 4), (6, 4, 3), (9, 4, 3), (25, 4, 1),
+                                          (28, 4, 4), (7, 1, 1), (3, 8, 3)])
+def test_batch_layout_divides_the_tiles(n, b, expected):
     assert tiling.batch_layout(n, b) == expected
 
 
