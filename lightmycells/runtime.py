@@ -13,6 +13,7 @@ a manifest entry's fp16 variant is used when it has one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import sys
@@ -39,10 +40,11 @@ CUDA_OPTIONS: dict[str, Any] = {
 }
 _ORT_ERROR_LEVEL = 3  # session log level: errors only (ORT warns about harmless CPU fallbacks)
 _CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
-#: Run option returning the CPU arena's free blocks to the system after every run. Without
-#: it each session keeps its peak working set (~0.8 GB for a width-16 UNet on a 1088² tile),
-#: so four models would hold four of them; the cost was not measurable (docs/BENCHMARKS.md).
-_SHRINK_CPU_ARENA = ("memory.enable_memory_arena_shrinkage", "cpu:0")
+#: Session option: take CPU memory from one arena shared by all sessions of the process.
+#: With an arena per session each keeps its peak working set (~0.8 GB for a width-16 UNet on
+#: a 1088² tile), so four models held 3.4 GB; sharing one keeps the peak at one model's
+#: (1.0 GB) and saves page faults (docs/BENCHMARKS.md).
+_USE_SHARED_ARENA = ("session.use_env_allocators", "1")
 
 # A one-node ONNX model y = Relu(x) on a float[1], serialised; it is what
 # ``onnx.helper.make_model(make_graph([make_node("Relu", ["x"], ["y"])], "probe", ...))`` at
@@ -57,6 +59,14 @@ PROBE_MODEL = (
 
 class DeviceError(RuntimeError):
     """The requested device cannot be used; the message says why."""
+
+
+@functools.cache
+def _register_shared_cpu_arena() -> None:
+    """Register the process-wide CPU arena that sessions opt into with ``_USE_SHARED_ARENA``."""
+    memory = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
+                               ort.OrtMemType.DEFAULT)
+    ort.create_and_register_allocator(memory, ort.OrtArenaCfg(0, -1, -1, -1))  # ORT defaults
 
 
 def _stderr(line: str) -> None:
@@ -180,9 +190,6 @@ class OnnxModel:
         (inp,), outputs = session.get_inputs(), session.get_outputs()
         self._input, self._output = inp.name, outputs[0].name
         self._dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
-        self._run_options = ort.RunOptions()
-        if device == "cpu":
-            self._run_options.add_run_config_entry(*_SHRINK_CPU_ARENA)
         dims = list(inp.shape)
         #: (H, W) when the model only takes one spatial size (e.g. a ViT), else None.
         self.fixed_tile: tuple[int, int] | None = (
@@ -199,10 +206,10 @@ class OnnxModel:
             binding = self.session.io_binding()
             binding.bind_cpu_input(self._input, x)
             binding.bind_output(self._output, "cuda")
-            self.session.run_with_iobinding(binding, self._run_options)
+            self.session.run_with_iobinding(binding)
             y = binding.copy_outputs_to_cpu()[0]
         else:
-            y = self.session.run([self._output], {self._input: x}, self._run_options)[0]
+            y = self.session.run([self._output], {self._input: x})[0]
         expected = (batch.shape[0], len(self.entry.organelles), *batch.shape[2:])
         if y.shape != expected:
             raise ValueError(f"model {self.entry.name!r} ({self.file}) returned shape {y.shape} "
@@ -230,8 +237,10 @@ class Runtime:
         self._models: dict[tuple[Path, str], OnnxModel] = {}
 
     def options(self) -> ort.SessionOptions:
-        """Session options: all graph optimisations, sequential, ``threads`` intra-op threads."""
+        """Session options: full graph optimisation, ``threads`` threads, the shared CPU arena."""
+        _register_shared_cpu_arena()
         options = ort.SessionOptions()
+        options.add_session_config_entry(*_USE_SHARED_ARENA)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.intra_op_num_threads = self.threads
