@@ -29,8 +29,9 @@ from lightmycells.vocab import Modality
 
 SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 TIFF_SUFFIXES = (".tif", ".tiff")
-#: Tile edge for written TIFFs (TIFF tiles must be multiples of 16).
+#: Largest tile edge for written TIFFs (TIFF tiles must be multiples of 16).
 WRITE_TILE = 256
+_TILE_STEP = 16
 
 # Length units OME-XML allows for PhysicalSize*, in micrometres.
 _UNIT_UM = {
@@ -297,6 +298,16 @@ def _physical_size(pixels: Mapping[str, Any]) -> tuple[float, float] | None:
     return sizes[0], sizes[1]
 
 
+def write_tile(shape: tuple[int, ...]) -> tuple[int, int]:
+    """Tile shape for a ``(Y, X)`` image: :data:`WRITE_TILE`, shrunk to fit small images.
+
+    A tile is stored whole, so a 96×120 image in a 256×256 tile would take 5.7 times its
+    size uncompressed; each edge is the image's rounded up to 16, at most WRITE_TILE.
+    """
+    height, width = (min(WRITE_TILE, -(-int(n) // _TILE_STEP) * _TILE_STEP) for n in shape[-2:])
+    return height, width
+
+
 def write(
     path: str | Path,
     array: np.ndarray,
@@ -341,7 +352,7 @@ def write(
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tifffile.imwrite(
-            tmp, array, ome=True, metadata=metadata, tile=(WRITE_TILE, WRITE_TILE),
+            tmp, array, ome=True, metadata=metadata, tile=write_tile(array.shape[-2:]),
             compression=compression, photometric="minisblack", **options,
         )
         os.replace(tmp, path)

@@ -251,3 +251,19 @@ def test_ome_physical_size_outranks_resolution_tags(tmp_path):
                      resolutionunit="INCH", metadata={"PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2})
     _, meta = ome.read(path)
     assert (meta.pixel_size_um, meta.pixel_size_source) == ((0.2, 0.2), "OME PhysicalSize")
+
+
+@pytest.mark.parametrize("shape,tile", [
+    ((96, 120), (96, 128)), ((235, 171), (240, 176)), ((2044, 300), (256, 256)),
+    ((17, 5), (32, 16)),
+])
+def test_small_images_get_small_tiles(tmp_path, shape, tile):
+    image = np.random.default_rng(0).random(shape, dtype=np.float32)
+    path = ome.write(tmp_path / "t.tiff", image, channel="actin", pixel_size_um=(0.1, 0.1),
+                     compression=None)
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        assert (page.tilelength, page.tilewidth) == tile
+    np.testing.assert_array_equal(ome.read(path)[0], image)
+    tiles = -(-shape[0] // tile[0]) * -(-shape[1] // tile[1])
+    assert path.stat().st_size < tiles * tile[0] * tile[1] * 4 + 20_000
