@@ -27,7 +27,7 @@ PYTHON=${PYTHON:-python}
 # organelle:steps:max_minutes:config — steps sized for ~1 s/step on a shared 2-core CPU; the
 # minutes cap is a safety net (the run then stops early with a checkpoint). Nucleus gets the
 # deeper model (depth 4, 192² patches): the depth-3 one plateaued at validation PCC ~0.5.
-LANE_A=("nucleus:1600:50:configs/demo_nucleus_deep.yaml" "actin:800:22:configs/demo.yaml")
+LANE_A=("nucleus:1600:50:configs/demo_deep.yaml" "actin:800:22:configs/demo.yaml")
 LANE_B=("mitochondria:1500:38:configs/demo.yaml" "tubulin:1000:26:configs/demo.yaml")
 
 stamp() { date -u +%H:%M:%S; }
