@@ -47,7 +47,7 @@ import numpy as np
 import tifffile
 from tqdm import tqdm
 
-from lightmycells import evaluation_report, metrics, ome
+from lightmycells import atomic, evaluation_report, metrics, ome
 from lightmycells.inputs import OUTPUT_SUFFIX, discover, is_input_name
 from lightmycells.vocab import INPUT_FOLDER, METRICS, MODALITIES, ORGANELLES, Organelle
 
@@ -446,15 +446,7 @@ def _z_deviation(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def write_json(path: Path, data: Mapping[str, Any]) -> Path:
     """Write JSON through a temporary name (NaN written as ``NaN``, like the official)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=4) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic.write_json(path, data, indent=4)
 
 
 # --- the whole run -----------------------------------------------------------------------

@@ -14,7 +14,6 @@ image under the final name.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import numpy as np
 import tifffile
 import xmltodict
 
+from lightmycells.atomic import replacing
 from lightmycells.vocab import Modality
 
 SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
@@ -349,13 +349,9 @@ def write(
         )
         # resolution in pixels per centimetre
         options.update(resolution=(1e4 / size_x, 1e4 / size_y), resolutionunit="CENTIMETER")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with replacing(path) as tmp:
         tifffile.imwrite(
             tmp, array, ome=True, metadata=metadata, tile=write_tile(array.shape[-2:]),
             compression=compression, photometric="minisblack", **options,
         )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

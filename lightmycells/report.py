@@ -8,14 +8,14 @@ progress bar is drawn, so each line carries its own count and ETA); failures go 
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+
+from lightmycells import atomic
 
 #: Outcomes of one input.
 WRITTEN, SKIPPED, FAILED = "written", "skipped", "failed"
@@ -142,12 +142,7 @@ class RunLog:
 
 def write_json(path: Path, document: Mapping[str, Any]) -> None:
     """Write ``document`` to ``path`` through a temporary name and a rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(document, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic.write_json(path, document)
 
 
 def _clock(seconds: float) -> str:

@@ -17,7 +17,6 @@ function of ``seed``: study ``n`` draws from ``[seed, n]`` and its field of view
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lightmycells import ome
+from lightmycells.atomic import replacing
 from lightmycells.simulate.study import (
     Fov,
     Study,
@@ -146,15 +146,12 @@ def write_fov(out: Path, folder: Path, image_id: int, study: Study, fov: Fov, *,
 def _copy(src: Path, dst: Path) -> None:
     """Copy through a temporary name, so no half-written file carries the final name."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with replacing(dst) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def _write_csv(path: Path, rows: list[tuple[str, str, int, int]]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="") as handle:
+    with replacing(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(BEST_Z_COLUMNS)
         writer.writerows(rows)
-    os.replace(tmp, path)
