@@ -29,15 +29,15 @@ class AugmentConfig(_Strict):
 
     dihedral: bool = True
     """Random flips and 90° rotations (the 8 symmetries of the square)."""
-    contrast: float = Field(0.2, ge=0.0, le=0.9)
+    contrast: float = Field(default=0.2, ge=0.0, le=0.9)
     """Input contrast is multiplied by a factor in ``[1 - contrast, 1 + contrast]``."""
-    brightness: float = Field(0.1, ge=0.0, le=1.0)
+    brightness: float = Field(default=0.1, ge=0.0, le=1.0)
     """Offset in normalised units added to the input, in ``[-brightness, brightness]``."""
-    gamma: float = Field(0.3, ge=0.0, le=2.0)
+    gamma: float = Field(default=0.3, ge=0.0, le=2.0)
     """Input gamma drawn log-uniformly in ``[1 / (1 + gamma), 1 + gamma]``."""
-    elastic: float = Field(0.0, ge=0.0, le=1.0)
+    elastic: float = Field(default=0.0, ge=0.0, le=1.0)
     """Probability of a smooth elastic deformation of input and target together."""
-    elastic_alpha: float = Field(4.0, ge=0.0, le=50.0)
+    elastic_alpha: float = Field(default=4.0, ge=0.0, le=50.0)
     """Elastic displacement amplitude in pixels."""
 
 
@@ -52,25 +52,25 @@ class DataConfig(_Strict):
     """Transmitted-light modalities to train on."""
     split: Literal["fov", "study"] = "fov"
     """Hold out whole fields of view, or whole studies."""
-    val_fraction: float = Field(0.1, ge=0.0, le=0.9)
+    val_fraction: float = Field(default=0.1, ge=0.0, le=0.9)
     """Fraction of fields of view (or studies) held out for validation."""
-    max_val_images: int = Field(8, ge=0, le=10_000)
+    max_val_images: int = Field(default=8, ge=0, le=10_000)
     """Cap on validation fields of view (whole-image validation is slow on a CPU)."""
     split_seed: int = 0
     """Seed of the split; fixed so resumed and repeated runs validate on the same images."""
-    patch: int = Field(256, ge=16, le=4096)
+    patch: int = Field(default=256, ge=16, le=4096)
     """Training patch edge in pixels (smaller images are reflect-padded)."""
-    batch_size: int = Field(8, ge=1, le=1024)
+    batch_size: int = Field(default=8, ge=1, le=1024)
     """Patches per optimisation step (per process under DDP)."""
-    num_workers: int = Field(0, ge=0, le=64)
+    num_workers: int = Field(default=0, ge=0, le=64)
     """DataLoader worker processes."""
     cache: bool = True
     """Keep decoded images in memory (fine for simulated sets; off for the full real set)."""
-    norm_low: float = Field(2.0, ge=0.0, lt=50.0)
+    norm_low: float = Field(default=2.0, ge=0.0, lt=50.0)
     """Lower percentile of the input and target normalisation."""
-    norm_high: float = Field(99.8, gt=50.0, le=100.0)
+    norm_high: float = Field(default=99.8, gt=50.0, le=100.0)
     """Upper percentile of the input and target normalisation."""
-    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    augment: AugmentConfig = Field(default_factory=lambda: AugmentConfig())
     """Patch augmentation."""
 
     @model_validator(mode="after")
@@ -85,11 +85,11 @@ class ModelConfig(_Strict):
 
     name: str = "runet"
     """Registry key (see :data:`lightmycells.train.models.MODELS`)."""
-    depth: int = Field(3, ge=1, le=6)
+    depth: int = Field(default=3, ge=1, le=6)
     """Number of 2× down-samplings; inputs must be multiples of ``2**depth``."""
-    width: int = Field(16, ge=2, le=256)
+    width: int = Field(default=16, ge=2, le=256)
     """Channels at full resolution; doubled at each level."""
-    blocks: int = Field(1, ge=1, le=8)
+    blocks: int = Field(default=1, ge=1, le=8)
     """Residual blocks per level."""
     norm: Literal["batch", "none"] = "batch"
     """Batch norm folds into a per-channel affine map at inference, so it is tile-independent."""
@@ -98,11 +98,11 @@ class ModelConfig(_Strict):
 class LossConfig(_Strict):
     """Weights of the loss terms (all masked by target availability); 0 disables a term."""
 
-    mse: float = Field(1.0, ge=0.0)
-    ssim: float = Field(0.2, ge=0.0)
-    pearson: float = Field(0.1, ge=0.0)
-    cosine: float = Field(0.1, ge=0.0)
-    l1: float = Field(0.0, ge=0.0)
+    mse: float = Field(default=1.0, ge=0.0)
+    ssim: float = Field(default=0.2, ge=0.0)
+    pearson: float = Field(default=0.1, ge=0.0)
+    cosine: float = Field(default=0.1, ge=0.0)
+    l1: float = Field(default=0.0, ge=0.0)
 
     @model_validator(mode="after")
     def _some_term(self) -> LossConfig:
@@ -114,29 +114,29 @@ class LossConfig(_Strict):
 class OptimConfig(_Strict):
     """AdamW with linear warm-up and cosine decay."""
 
-    lr: float = Field(1e-3, gt=0.0, le=1.0)
-    weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
-    warmup_steps: int = Field(100, ge=0)
-    min_lr_ratio: float = Field(0.02, ge=0.0, le=1.0)
+    lr: float = Field(default=1e-3, gt=0.0, le=1.0)
+    weight_decay: float = Field(default=1e-4, ge=0.0, le=1.0)
+    warmup_steps: int = Field(default=100, ge=0)
+    min_lr_ratio: float = Field(default=0.02, ge=0.0, le=1.0)
     """Floor of the cosine decay as a fraction of ``lr``."""
-    grad_clip: float | None = Field(1.0, gt=0.0)
+    grad_clip: float | None = Field(default=1.0, gt=0.0)
     """Maximum global gradient norm; null disables clipping."""
 
 
 class ValConfig(_Strict):
     """Whole-image validation through the container's tiler, scored with challenge metrics."""
 
-    every: int = Field(200, ge=1)
+    every: int = Field(default=200, ge=1)
     """Validate every this many steps (and at the end)."""
-    tile: int = Field(256, ge=16, le=4096)
+    tile: int = Field(default=256, ge=16, le=4096)
     """Tile edge; also the manifest ``patch`` the export writes."""
-    overlap: float = Field(0.25, ge=0.0, lt=1.0)
+    overlap: float = Field(default=0.25, ge=0.0, lt=1.0)
     """Tile overlap fraction; also the manifest ``overlap``."""
-    batch_size: int = Field(4, ge=1, le=256)
+    batch_size: int = Field(default=4, ge=1, le=256)
     """Tiles per forward pass."""
     monitor: Literal["pcc", "ssim", "pcc+ssim"] = "pcc+ssim"
     """Score for early stopping and the best checkpoint (mean over images and organelles)."""
-    patience: int | None = Field(None, ge=1)
+    patience: int | None = Field(default=None, ge=1)
     """Stop after this many validations without improvement; null never stops early."""
 
 
@@ -147,26 +147,26 @@ class TrainConfig(_Strict):
     """Run folder: checkpoints, ``log.csv``, ``curve.png``, ``config.yaml``."""
     steps: int = Field(ge=1)
     """Optimisation steps."""
-    max_minutes: float | None = Field(None, gt=0.0)
+    max_minutes: float | None = Field(default=None, gt=0.0)
     """Wall-clock budget; the run stops (and checkpoints) when it is used up."""
     seed: int = 0
     """Seed of model initialisation and patch sampling."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True
     """Mixed precision on CUDA (ignored on CPU)."""
-    threads: int | None = Field(None, ge=1, le=256)
+    threads: int | None = Field(default=None, ge=1, le=256)
     """torch intra-op threads per process; null keeps torch's default."""
-    checkpoint_every: int = Field(100, ge=1)
+    checkpoint_every: int = Field(default=100, ge=1)
     """Write ``last.pt`` every this many steps."""
     resume: bool = True
     """Continue from ``out/last.pt`` when it exists."""
     progress: bool = True
     """Show a progress bar (rank 0 only)."""
     data: DataConfig
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    loss: LossConfig = Field(default_factory=LossConfig)
-    optim: OptimConfig = Field(default_factory=OptimConfig)
-    val: ValConfig = Field(default_factory=ValConfig)
+    model: ModelConfig = Field(default_factory=lambda: ModelConfig())
+    loss: LossConfig = Field(default_factory=lambda: LossConfig())
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig())
+    val: ValConfig = Field(default_factory=lambda: ValConfig())
 
     @model_validator(mode="after")
     def _sizes_fit_depth(self) -> TrainConfig:
