@@ -83,3 +83,12 @@ def test_fp16_variant_is_checked_and_listed(checkpoint, tmp_path):
     session = ort.InferenceSession(str(tmp_path / entry.fp16.file),
                                    providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].type == "tensor(float)"  # float32 I/O, float16 inside
+
+
+def test_module_shim_runs_the_export_cli():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "lightmycells.export", "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "--checkpoint" in done.stdout

@@ -158,3 +158,11 @@ def test_resume_reproduces_the_uninterrupted_run(studies, tmp_path):
 def test_shipped_configs_are_valid(path):
     cfg = load_config(path)
     assert cfg.steps > 0 and cfg.data.organelles
+
+
+def test_early_stopping_when_validation_stops_improving(studies, tmp_path):
+    # a learning rate far below float32 resolution keeps the model, hence the score, fixed
+    cfg = tiny_config(studies, tmp_path / "run", steps=20, val__every=2, val__patience=1,
+                      model__norm="none", optim__lr=1e-12, optim__warmup_steps=0)
+    result = train(cfg)
+    assert (result.stopped, result.step) == ("early stopping", 4)
