@@ -15,7 +15,7 @@ from typing import Any
 
 from lightmycells import ome
 from lightmycells.inputs import Discovery, Job
-from lightmycells.report import FAILED, SKIPPED, WRITTEN, Outcome, RunLog
+from lightmycells.runlog import FAILED, SKIPPED, WRITTEN, Outcome, RunLog
 from lightmycells.shard import Shard
 from lightmycells.vocab import Organelle
 
