@@ -33,7 +33,6 @@ import json
 import math
 import multiprocessing
 import os
-import re
 import shlex
 import sys
 from collections import defaultdict
@@ -49,6 +48,7 @@ from tqdm import tqdm
 
 from lightmycells import atomic, evaluation_report, metrics, ome
 from lightmycells.inputs import OUTPUT_SUFFIX, discover, is_input_name
+from lightmycells.layout import BEST_Z_COLUMNS, BEST_Z_FILE, INPUT_NAME, STUDY_SUFFIXES, target_stem
 from lightmycells.vocab import INPUT_FOLDER, METRICS, MODALITIES, ORGANELLES, Organelle
 
 #: Where predictions come from: the model's files, or a baseline made from the input.
@@ -57,7 +57,6 @@ BASELINES = (INPUT, BLUR)
 #: Gaussian sigma (pixels) of the ``blur`` baseline: about a nucleus' edge width at
 #: 0.1 µm/pixel, so it keeps the coarse layout of the input and drops its texture.
 BLUR_SIGMA_PX = 4.0
-BEST_Z_COLUMNS = ("name", "modality", "image_z", "best_z")
 
 # Key order of the official JSON: per image as get_img_metrics inserts them; in the
 # aggregates as its ``metrics_methods`` and organelle loop list them.
@@ -65,7 +64,6 @@ _RESULT_ORDER = ("PCC", "SSIM", "MAE", "E_dist", "C_dist")
 _AGGREGATE_ORDER = ("MAE", "PCC", "SSIM", "E_dist", "C_dist")
 _AGGREGATE_ORGANELLES = (Organelle.NUCLEUS, Organelle.MITOCHONDRIA, Organelle.ACTIN,
                          Organelle.TUBULIN)
-_STUDY_ID = re.compile(r"^image_(\d+)_")
 
 
 class EvaluationError(ValueError):
@@ -202,13 +200,13 @@ def _study_pairs(truth: Path) -> list[_Pair]:
     """(key, truth per organelle, input) for the study layout: one item per input plane."""
     pairs: list[_Pair] = []
     for job in discover(truth).jobs:
-        match = _STUDY_ID.match(job.source.name)
+        match = INPUT_NAME.match(job.source.name)
         if not match:
             continue
         targets = {}
         for organelle in ORGANELLES:
-            for suffix in (".ome.tiff", ".ome.tif"):
-                path = job.source.parent / f"image_{match.group(1)}_{organelle.title}{suffix}"
+            for suffix in STUDY_SUFFIXES:
+                path = job.source.parent / (target_stem(match["id"], organelle) + suffix)
                 if path.is_file():
                     targets[organelle] = path
                     break
@@ -244,7 +242,7 @@ def find_items(
     if not pairs:
         raise EvaluationError(f"no ground truth found in {truth} (expected images/<organelle>-"
                               "fluorescence-ome-tiff/ or Study_N/image_<ID>_<Organelle>.ome.tiff)")
-    csv_path = best_z if best_z is not None else truth / "best_z.csv"
+    csv_path = best_z if best_z is not None else truth / BEST_Z_FILE
     table = read_best_z(csv_path) if best_z is not None or csv_path.is_file() else {}
     index = _PredictionIndex(Path(pred)) if pred is not None else None
     if index is not None and not index:

@@ -12,22 +12,17 @@ both reported as failures instead of one silently overwriting the other.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lightmycells.layout import TARGET_NAME
 from lightmycells.ome import TIFF_SUFFIXES, stem
 from lightmycells.vocab import INPUT_FOLDER, Organelle
 
 #: Suffix of every written output.
 OUTPUT_SUFFIX = ".tiff"
-# Ground-truth files of the challenge's study layout (``image_12_Nucleus.ome.tiff``) sit in
-# the same folders as the inputs; they are targets, not transmitted-light images.
-_TARGET_NAME = re.compile(
-    r"_(" + "|".join(o.title for o in Organelle) + r")\.ome\.tiff?$", re.IGNORECASE
-)
 
 
 @dataclass(frozen=True)
@@ -110,11 +105,11 @@ def discover(input_root: Path, *, exclude: Sequence[Path] = ()) -> Discovery:
         and not any(p.resolve().is_relative_to(e) for e in excluded)
     )
     result = Discovery(root=root, layout=layout)
-    targets = [p for p in found if _TARGET_NAME.search(p.name)]
+    targets = [p for p in found if TARGET_NAME.match(p.name)]
     result.skipped_targets = len(targets)
     by_key: dict[Path, list[Path]] = defaultdict(list)
     for path in found:
-        if not _TARGET_NAME.search(path.name):
+        if not TARGET_NAME.match(path.name):
             by_key[path.relative_to(root).parent / (stem(path) + OUTPUT_SUFFIX)].append(path)
     for key, sources in sorted(by_key.items()):
         if len(sources) == 1:

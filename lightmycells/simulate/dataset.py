@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from lightmycells import ome
 from lightmycells.atomic import replacing
+from lightmycells.layout import BEST_Z_COLUMNS, BEST_Z_FILE, input_stem, target_stem
 from lightmycells.simulate.study import (
     Fov,
     Study,
@@ -36,8 +37,7 @@ from lightmycells.simulate.study import (
 )
 from lightmycells.vocab import INPUT_FOLDER, ORGANELLES, Modality
 
-BEST_Z_CSV = "best_z.csv"
-BEST_Z_COLUMNS = ("name", "modality", "image_z", "best_z")
+BEST_Z_CSV = BEST_Z_FILE
 
 
 def study_for(seed: int, index: int, modality: Modality, *, size=None, planes=None,
@@ -128,12 +128,12 @@ def write_fov(out: Path, folder: Path, image_id: int, study: Study, fov: Fov, *,
     """Write one field of view; return its ``best_z.csv`` rows."""
     ps = (study.pixel_size_um, study.pixel_size_um)
     modality = study.modality.value
-    targets = {o: ome.write(folder / f"image_{image_id}_{o.title}.ome.tiff", image,
+    targets = {o: ome.write(folder / f"{target_stem(image_id, o)}.ome.tiff", image,
                             channel=o.title, pixel_size_um=ps)
                for o, image in fov.targets.items()}
     rows = []
     for k, plane in enumerate(fov.planes):
-        name = f"image_{image_id}_{modality}_z{k}"
+        name = input_stem(image_id, modality, k)
         path = ome.write(folder / f"{name}.ome.tiff", plane, channel=modality, pixel_size_um=ps)
         rows.append((name, modality, k, fov.best_z))
         if gc:
