@@ -25,10 +25,11 @@ SIZE=${SIZE:-512}
 PYTHON=${PYTHON:-python}
 
 # organelle:steps:max_minutes:config — steps sized for ~1 s/step on a shared 2-core CPU; the
-# minutes cap is a safety net (the run then stops early with a checkpoint). Nucleus gets the
-# deeper model (depth 4, 192² patches): the depth-3 one plateaued at validation PCC ~0.5.
-LANE_A=("nucleus:1600:50:configs/demo_deep.yaml" "actin:800:22:configs/demo.yaml")
-LANE_B=("mitochondria:1500:38:configs/demo.yaml" "tubulin:1000:26:configs/demo.yaml")
+# minutes cap is a safety net (the run then stops early with a checkpoint). Nucleus, tubulin
+# and actin get the deeper model (depth 4, 192² patches), which validated better than the
+# depth-3 one (weights/README.md); mitochondria keeps depth 3.
+LANE_A=("nucleus:1600:50:configs/demo_deep.yaml" "actin:1500:30:configs/demo_deep.yaml")
+LANE_B=("mitochondria:1500:38:configs/demo.yaml" "tubulin:1500:30:configs/demo_deep.yaml")
 
 stamp() { date -u +%H:%M:%S; }
 
