@@ -29,14 +29,10 @@ from scipy import ndimage
 from torch.utils.data import Dataset
 
 from lightmycells import ome
+from lightmycells.layout import BEST_Z_FILE, INPUT_NAME, TARGET_NAME
 from lightmycells.train.config import AugmentConfig, DataConfig
 from lightmycells.vocab import Modality, Organelle
 
-INPUT_NAME = re.compile(r"^image_(?P<id>.+?)_(?P<modality>BF|PC|DIC)_z(?P<z>\d+)\.ome\.tiff?$")
-TARGET_NAME = re.compile(
-    r"^image_(?P<id>.+?)_(?P<organelle>Nucleus|Mitochondria|Tubulin|Actin)\.ome\.tiff?$"
-)
-BEST_Z_FILE = "best_z.csv"
 #: Keeps the normalisation's denominator off zero for constant images.
 NORM_EPS = 1e-6
 #: Smoothing of the elastic displacement field, in pixels.

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import onnxruntime as ort
 import torch
 
 from lightmycells import manifest, normalize, ome
+from lightmycells.atomic import replacing, write_json
 from lightmycells.train.config import TrainConfig
 from lightmycells.train.models import build_model
 from lightmycells.vocab import MODALITIES
@@ -70,9 +70,8 @@ def load_checkpoint(path: str | Path) -> Loaded:
 def export_onnx(model: torch.nn.Module, path: Path, size: int) -> Path:
     """Trace ``model`` to ONNX at ``path`` (batch, height and width dynamic) and check it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     dynamic = {0: "batch", 2: "height", 3: "width"}
-    try:
+    with replacing(path) as tmp:
         with warnings.catch_warnings():
             # The torch.export-based exporter needs onnxscript, which is not installed; the
             # TorchScript exporter works offline, and torch warns that it is deprecated.
@@ -84,9 +83,6 @@ def export_onnx(model: torch.nn.Module, path: Path, size: int) -> Path:
                 do_constant_folding=True,
             )
         onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -158,10 +154,7 @@ def update_manifest(weights_dir: Path, entry: dict[str, Any]) -> Path:
     doc["models"] = [m for m in doc.get("models", []) if m.get("name") != entry["name"]]
     doc["models"].append(entry)
     doc["models"].sort(key=lambda m: m["name"])
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_json(path, doc)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
 from lightmycells import metrics, normalize, tiling
+from lightmycells.atomic import replacing
 from lightmycells.train import data
 from lightmycells.train.config import TrainConfig, dump_config
 from lightmycells.train.losses import CombinedLoss
@@ -210,9 +211,8 @@ class CsvLog:
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        torch.save(state, tmp)
 
 
 def _training_pixel_size(fovs: Sequence[data.FieldOfView]) -> float | None:
