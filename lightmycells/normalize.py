@@ -15,6 +15,7 @@ Kinds (the manifest's ``input_norm``, see :func:`from_spec`):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -23,6 +24,70 @@ import numpy as np
 
 #: A spread below this (in image units) counts as a constant image: the scale becomes 1.
 EPS = 1e-6
+
+
+def percentiles(
+    x: np.ndarray, qs: tuple[float, ...], dtype: type[np.floating] | None = None
+) -> list[Any]:
+    """NumPy's linear-method percentiles, bit for bit, with one partial sort per rank.
+
+    ~4-10x faster than ``np.percentile`` on a 2048² image (a full partition with several kth
+    costs more than a few single-kth partitions on shrinking prefixes).
+
+    Parameters
+    ----------
+    x:
+        Image of any shape, not empty.
+    qs:
+        Percentiles in [0, 100].
+    dtype:
+        None: interpolate in the image's own float dtype, as ``np.percentile(x, q)`` does for
+        a scalar ``q`` (the challenge's evaluation); ``np.float64``: as
+        ``np.percentile(x, [q, ...])`` does for a list.
+    """
+    n = x.size
+    if n == 0:
+        raise ValueError("empty image")
+    flat = x.reshape(-1)
+    # NumPy's "linear" method with the same float operations: virtual index (n - 1) q,
+    # neighbours floor / floor + 1, weight = fractional part; clipped at the last element.
+    brackets = []
+    for q in qs:
+        virtual = (n - 1) * (q / 100)
+        if virtual >= n - 1:
+            brackets.append((n - 1, n - 1, 0.0))
+        else:
+            below = math.floor(virtual)
+            brackets.append((below, below + 1, virtual - below))
+    ranks = sorted({r for below, above, _ in brackets for r in (below, above)})
+    values = dict(zip(ranks, _order_statistics(flat, ranks), strict=True))
+    if dtype is not None:
+        values = {rank: dtype(value) for rank, value in values.items()}
+    return [_lerp(values[below], values[above], t) for below, above, t in brackets]
+
+
+def _order_statistics(flat: np.ndarray, ranks: list[int]) -> list[Any]:
+    """The values of rank ``ranks`` (0-based) in the sorted ``flat``, in its dtype."""
+    # One single-kth partition per rank, largest first, each on the prefix the previous one
+    # left below it: ~4x faster than one np.partition call with several kth on 2048².
+    work = flat.copy()
+    end = work.size
+    values = {}
+    for rank in sorted(ranks, reverse=True):
+        prefix = work[:end]
+        prefix.partition(rank)
+        values[rank] = prefix[rank]
+        end = rank
+    return [values[rank] for rank in ranks]
+
+
+def _lerp(a: Any, b: Any, t: float) -> Any:
+    """NumPy's ``_lerp`` for one weak (Python float) weight: keeps float32 as float32."""
+    diff = b - a
+    if t >= 0.5:
+        return b - diff * (1 - t)
+    return a + diff * t
+
 
 
 @dataclass(frozen=True)
@@ -81,7 +146,7 @@ class Percentile(_Affine):
 
     def stats(self, x: np.ndarray) -> tuple[float, float]:
         """The image's ``low`` percentile and the distance to its ``high`` percentile."""
-        p_low, p_high = np.percentile(x, [self.low, self.high])
+        p_low, p_high = percentiles(x, (self.low, self.high), np.float64)
         return float(p_low), float(p_high - p_low)
 
 

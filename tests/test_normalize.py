@@ -59,3 +59,14 @@ def test_from_spec_builds_each_kind():
 def test_from_spec_rejects_bad_specs(spec, match):
     with pytest.raises(ValueError, match=match):
         normalize.from_spec(spec)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize("shape", [(1, 1), (17, 23), (255, 256)])
+def test_fast_percentiles_equal_numpy_bit_for_bit(dtype, shape):
+    from lightmycells.normalize import percentiles
+
+    x = (np.random.default_rng(3).random(shape) * 4000).astype(dtype)
+    want = np.percentile(x, [2.0, 99.8])
+    got = percentiles(x, (2.0, 99.8), np.float64)
+    assert [float(v) for v in got] == [float(v) for v in want]
