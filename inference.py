@@ -12,7 +12,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from lightmycells import batch, cli
+from lightmycells.run import batch, cli
 from lightmycells.vocab import Modality
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"

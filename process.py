@@ -1,11 +1,11 @@
 """One input image → one fluorescence OME-TIFF per requested organelle.
 
 The algorithm as the container runs it, composed from the package: read the OME-TIFF
-(``lightmycells.ome``), check it, reduce a Z-stack (``lightmycells.zstack``), predict every
-organelle (``lightmycells.predictor``: routing, normalisation, tiling, ONNX Runtime) and write
-float32 OME-TIFFs with the input's pixel size. Either every output of an image is written or
-none is: predictions are checked before the first write, and outputs already written are
-removed if a later one fails.
+(``lightmycells.io.ome``), check it, reduce a Z-stack (``lightmycells.engine.zstack``),
+predict every organelle (``lightmycells.engine.predictor``: routing, normalisation, tiling,
+ONNX Runtime) and write float32 OME-TIFFs with the input's pixel size. Either every output
+of an image is written or none is: predictions are checked before the first write, and
+outputs already written are removed if a later one fails.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from lightmycells import ome, zstack
-from lightmycells.cli import ZSTACK_CHOICES as ZSTACK_MODES
+from lightmycells.engine import zstack
+from lightmycells.io import ome
+from lightmycells.run.cli import ZSTACK_CHOICES as ZSTACK_MODES
 from lightmycells.vocab import Modality, Organelle
 
 #: Smallest image side the models accept (a 4-level UNet halves 16 px down to 1).
@@ -57,7 +58,7 @@ class Processor:
     Parameters
     ----------
     predictor:
-        A ``lightmycells.predictor.Predictor`` (models loaded once for the whole run).
+        A ``lightmycells.engine.predictor.Predictor`` (models loaded once for the whole run).
     manifest:
         The manifest the predictor routes with; used to name the routes in the log and to
         refuse an image whose modality has no route before any work is done on it.
@@ -85,9 +86,9 @@ class Processor:
 
         Raises
         ------
-        lightmycells.ome.ImageError
+        lightmycells.io.ome.ImageError
             For an input the models cannot use (the message is one line, without the path).
-        lightmycells.manifest.RouteError
+        lightmycells.engine.manifest.RouteError
             When the image's modality has no route for a requested organelle.
         """
         started = time.perf_counter()
@@ -102,7 +103,7 @@ class Processor:
         return Written(meta, array.shape, routes, time.perf_counter() - started)
 
     def _routes(self, meta: ome.ImageMeta) -> dict[Any, list[Organelle]]:
-        from lightmycells.manifest import RouteError
+        from lightmycells.engine.manifest import RouteError
 
         try:
             return self.manifest.routes(self.organelles, meta.modality)
@@ -127,7 +128,7 @@ def check_shape(shape: tuple[int, ...]) -> None:
 
     Raises
     ------
-    lightmycells.ome.ImageError
+    lightmycells.io.ome.ImageError
         Naming the size and the minimum.
     """
     if min(shape[-2:]) < MIN_SIDE:
@@ -144,7 +145,7 @@ def write_all(
 
     Raises
     ------
-    lightmycells.ome.ImageError
+    lightmycells.io.ome.ImageError
         When a prediction is not finite (a model fault; nothing is written).
     """
     for organelle, prediction in predictions.items():
@@ -190,8 +191,8 @@ def build(
     RuntimeError
         When the requested device cannot be used (``cuda`` without a working CUDA).
     """
-    from lightmycells.predictor import Predictor
-    from lightmycells.runtime import Runtime, select_device
+    from lightmycells.engine.predictor import Predictor
+    from lightmycells.engine.runtime import Runtime, select_device
 
     chosen = select_device(device)
     predictor = Predictor(manifest, Runtime(chosen, threads=threads), tta=tta,

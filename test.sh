@@ -39,5 +39,5 @@ docker run --rm --network none \
     --volume "$OUTPUT_DIR":/output:ro \
     --volume "$EXPECTED_DIR":/expected:ro \
     --entrypoint python \
-    "$DOCKER_TAG" -m lightmycells.compare /output /expected
+    "$DOCKER_TAG" -m lightmycells.eval.compare /output /expected
 echo "test.sh: outputs match test/expected_output"

@@ -41,8 +41,8 @@ from bench_engine_common import (
 )
 from monai.inferers import sliding_window_inference
 
-from lightmycells import manifest, normalize, predictor, runtime, tiling
-from lightmycells.ome import ImageMeta
+from lightmycells.engine import manifest, normalize, predictor, runtime, tiling
+from lightmycells.io.ome import ImageMeta
 
 BATCH = 4
 PROBE_TILES = [(1, 512), (4, 512), (1, 1024), (1, 1088), (1, 2048)]

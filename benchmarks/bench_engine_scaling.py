@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lightmycells import manifest, predictor, runtime, tiling
-from lightmycells.ome import ImageMeta
+from lightmycells.engine import manifest, predictor, runtime, tiling
+from lightmycells.io.ome import ImageMeta
 from lightmycells.vocab import ORGANELLES
 
 

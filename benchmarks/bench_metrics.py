@@ -6,7 +6,7 @@ Ground truth uint16, prediction float32 (what the evaluation meets). Each line p
 best-of-N wall time and CPU time (all threads) of the reference call and of ours, measured
 side by side in this run, and their ratios; the last line is the whole per-image
 computation (normalise both, five metrics) as the official evaluation does it vs.
-``lightmycells.metrics.score``.
+``lightmycells.eval.metrics.score``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from skimage.metrics import structural_similarity
 from sklearn.metrics import mean_absolute_error
 from sklearn.metrics.pairwise import cosine_distances, euclidean_distances
 
-from lightmycells import metrics
+from lightmycells.eval import metrics
 
 
 def best_of(repeat, func, *args):

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from lightmycells import tiling
+from lightmycells.engine import tiling
 
 SHAPES = [(512, 512), (966, 1296), (980, 1016), (1024, 1024), (1200, 1200), (1300, 1624),
           (2044, 2048), (2048, 2048), (4096, 4096), (8192, 8192)]

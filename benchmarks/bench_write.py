@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from lightmycells import ome
+from lightmycells.io import ome
 
 
 def prediction(size: int) -> np.ndarray:

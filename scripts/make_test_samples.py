@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 import inference
-from lightmycells.manifest import MANIFEST_NAME, sha256_file
+from lightmycells.engine.manifest import MANIFEST_NAME, sha256_file
 from lightmycells.simulate.dataset import make_dataset
 from lightmycells.vocab import INPUT_FOLDER
 

@@ -17,7 +17,7 @@ from collections import defaultdict
 import numpy as np
 from tqdm import tqdm
 
-from lightmycells.metrics import score
+from lightmycells.eval.metrics import score
 from lightmycells.simulate import expected_fluorescence, make_scene, noisy_pair, study_for
 from lightmycells.vocab import METRICS, ORGANELLES, Modality
 

@@ -1,6 +1,6 @@
 """Shared pytest fixtures: weights folders holding tiny real ONNX models and a manifest.
 
-Each fixture returns a fresh folder (safe to modify) that ``lightmycells.manifest.load``
+Each fixture returns a fresh folder (safe to modify) that ``lightmycells.engine.manifest.load``
 accepts. The models themselves are described in ``tests/onnx_models.py``.
 """
 

@@ -9,7 +9,7 @@ import tifffile
 
 import inference
 import process
-from lightmycells import ome
+from lightmycells.io import ome
 from lightmycells.vocab import INPUT_FOLDER, ORGANELLES, Organelle
 from tests import onnx_models
 
@@ -182,7 +182,7 @@ def test_unknown_stated_modality_is_a_usage_error(capsys):
 
 def test_grand_challenge_mode_bad_input_fails_the_job_and_writes_nothing(
         tmp_path, identity_weights, monkeypatch, capsys):
-    from lightmycells import cli
+    from lightmycells.run import cli
 
     monkeypatch.setattr(cli, "GC_INPUT", tmp_path / "input")
     monkeypatch.setattr(cli, "GC_OUTPUT", tmp_path / "output")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from packaging.requirements import Requirement
 
-from lightmycells import ome
+from lightmycells.io import ome
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile"
@@ -144,7 +144,7 @@ def _installable(names):
 def test_entry_point_runs_from_the_image_files_with_container_requirements_only(
         tmp_path, identity_weights):
     app = image_tree(tmp_path / "app")
-    assert (app / "inference.py").is_file() and (app / "lightmycells" / "ome.py").is_file()
+    assert (app / "inference.py").is_file() and (app / "lightmycells" / "io" / "ome.py").is_file()
     assert not (app / "lightmycells" / "train").exists()  # torch code stays out of the image
     image = (np.random.default_rng(0).random((20, 30)) * 500).astype(np.uint16)
     (tmp_path / "in").mkdir()

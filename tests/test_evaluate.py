@@ -12,7 +12,8 @@ import pytest
 import tifffile
 from test_metrics import reference_score
 
-from lightmycells import evaluate, metrics, ome
+from lightmycells.eval import evaluate, metrics
+from lightmycells.io import ome
 from lightmycells.simulate import make_dataset
 from lightmycells.vocab import INPUT_FOLDER, METRICS, ORGANELLES, Organelle
 
@@ -284,7 +285,7 @@ def test_compare_prints_differences(sim, noisy_pred, tmp_path):
     a, b, md = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.md"
     evaluate.evaluate(sim, baseline="input", out=a)
     evaluate.evaluate(sim, noisy_pred, out=b)
-    result = subprocess.run([sys.executable, "-m", "lightmycells.evaluate", "--compare",
+    result = subprocess.run([sys.executable, "-m", "lightmycells.eval", "--compare",
                              str(a), str(b), "--out", str(md)],
                             capture_output=True, text=True, check=True)
     da, db = json.loads(a.read_text()), json.loads(b.read_text())

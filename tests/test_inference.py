@@ -16,10 +16,11 @@ import pytest
 import tifffile
 
 import inference
-from lightmycells import cli, ome
-from lightmycells import shard as sharding
-from lightmycells.inputs import discover
-from lightmycells.normalize import Percentile
+from lightmycells.engine.normalize import Percentile
+from lightmycells.io import ome
+from lightmycells.io.inputs import discover
+from lightmycells.run import cli
+from lightmycells.run import shard as sharding
 from lightmycells.vocab import INPUT_FOLDER, ORGANELLES, Organelle
 from tests import onnx_models
 

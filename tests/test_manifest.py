@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from lightmycells import manifest
-from lightmycells.manifest import ManifestError, RouteError
+from lightmycells.engine import manifest
+from lightmycells.engine.manifest import ManifestError, RouteError
 from lightmycells.vocab import MODALITIES, ORGANELLES, Modality, Organelle
 from tests import onnx_models
 

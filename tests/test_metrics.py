@@ -11,7 +11,7 @@ from skimage.metrics import structural_similarity
 from sklearn.metrics import mean_absolute_error
 from sklearn.metrics.pairwise import cosine_distances, euclidean_distances
 
-from lightmycells import metrics
+from lightmycells.eval import metrics
 from lightmycells.vocab import METRICS, ORGANELLES
 
 TOL = 1e-9

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lightmycells import normalize
+from lightmycells.engine import normalize
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def test_from_spec_rejects_bad_specs(spec, match):
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
 @pytest.mark.parametrize("shape", [(1, 1), (17, 23), (255, 256)])
 def test_fast_percentiles_equal_numpy_bit_for_bit(dtype, shape):
-    from lightmycells.normalize import percentiles
+    from lightmycells.engine.normalize import percentiles
 
     x = (np.random.default_rng(3).random(shape) * 4000).astype(dtype)
     want = np.percentile(x, [2.0, 99.8])

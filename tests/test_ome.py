@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from lightmycells import ome
+from lightmycells.io import ome
 from lightmycells.vocab import Modality
 
 

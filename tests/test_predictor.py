@@ -3,9 +3,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from lightmycells import manifest, normalize, predictor, runtime
-from lightmycells.manifest import RouteError
-from lightmycells.ome import ImageMeta
+from lightmycells.engine import manifest, normalize, predictor, runtime
+from lightmycells.engine.manifest import RouteError
+from lightmycells.io.ome import ImageMeta
 from lightmycells.vocab import ORGANELLES, Modality, Organelle
 
 

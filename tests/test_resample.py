@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from lightmycells import manifest, normalize, predictor, resample, runtime
-from lightmycells.ome import ImageMeta
+from lightmycells.engine import manifest, normalize, predictor, resample, runtime
+from lightmycells.io.ome import ImageMeta
 from tests import onnx_models
 
 

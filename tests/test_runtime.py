@@ -5,7 +5,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from lightmycells import manifest, runtime
+from lightmycells.engine import manifest, runtime
 from tests import onnx_models
 
 CUDA_WORKS = runtime.cuda_status()[0]

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import inference
-from lightmycells import compare, ome
-from lightmycells.manifest import MANIFEST_NAME, load, sha256_file
+from lightmycells.engine.manifest import MANIFEST_NAME, load, sha256_file
+from lightmycells.eval import compare
+from lightmycells.io import ome
 from lightmycells.vocab import INPUT_FOLDER, ORGANELLES, Modality
 from scripts.make_test_samples import MAX_BYTES, WEIGHTS_STAMP
 

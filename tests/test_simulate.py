@@ -5,7 +5,7 @@ import csv
 import numpy as np
 import pytest
 
-from lightmycells import ome
+from lightmycells.io import ome
 from lightmycells.simulate import BEST_Z_CSV, choose_labels, make_dataset
 from lightmycells.simulate.__main__ import main
 from lightmycells.vocab import INPUT_FOLDER, Modality, Organelle

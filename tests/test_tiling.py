@@ -2,7 +2,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from lightmycells import normalize, tiling
+from lightmycells.engine import normalize, tiling
 from tests import onnx_models
 
 SHAPES = [(17, 23), (255, 256), (512, 512), (966, 1296), (2044, 2048)]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from lightmycells import ome
+from lightmycells.io import ome
 from lightmycells.train.config import parse_config
 
 MODALITIES = ("BF", "PC")

@@ -2,8 +2,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from lightmycells import manifest, predictor, runtime, tta
-from lightmycells.ome import ImageMeta
+from lightmycells.engine import manifest, predictor, runtime, tta
+from lightmycells.io.ome import ImageMeta
 from tests import onnx_models
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from lightmycells import zstack
+from lightmycells.engine import zstack
 
 
 @pytest.fixture

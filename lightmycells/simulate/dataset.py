@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from lightmycells import ome
-from lightmycells.atomic import replacing
-from lightmycells.layout import BEST_Z_COLUMNS, BEST_Z_FILE, input_stem, target_stem
+from lightmycells.io import ome
+from lightmycells.io.atomic import replacing
+from lightmycells.io.layout import BEST_Z_COLUMNS, BEST_Z_FILE, input_stem, target_stem
 from lightmycells.simulate.study import (
     Fov,
     Study,

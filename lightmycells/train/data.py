@@ -28,8 +28,8 @@ import torch
 from scipy import ndimage
 from torch.utils.data import Dataset
 
-from lightmycells import ome
-from lightmycells.layout import BEST_Z_FILE, INPUT_NAME, TARGET_NAME
+from lightmycells.io import ome
+from lightmycells.io.layout import BEST_Z_FILE, INPUT_NAME, TARGET_NAME
 from lightmycells.train.config import AugmentConfig, DataConfig
 from lightmycells.vocab import Modality, Organelle
 

@@ -1,8 +1,8 @@
 """The training loop: AdamW, warm-up + cosine, clipping, AMP on CUDA, DDP, exact resume.
 
 Validation runs on whole images through the container's own tiler
-(:func:`lightmycells.tiling.predict_tiled`) after the container's own input normalisation,
-scored with the challenge metrics (:func:`lightmycells.metrics.score`), so the number that
+(:func:`lightmycells.engine.tiling.predict_tiled`) after the container's own input normalisation,
+scored with the challenge metrics (:func:`lightmycells.eval.metrics.score`), so the number that
 picks the best checkpoint is the number the container would get.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) every process trains on its own share of each step's
@@ -26,8 +26,9 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
-from lightmycells import metrics, normalize, tiling
-from lightmycells.atomic import replacing
+from lightmycells.engine import normalize, tiling
+from lightmycells.eval import metrics
+from lightmycells.io.atomic import replacing
 from lightmycells.train import data
 from lightmycells.train.config import TrainConfig, dump_config
 from lightmycells.train.losses import CombinedLoss

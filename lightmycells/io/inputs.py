@@ -17,8 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lightmycells.layout import TARGET_NAME
-from lightmycells.ome import TIFF_SUFFIXES, stem
+from lightmycells.io.layout import TARGET_NAME
+from lightmycells.io.ome import TIFF_SUFFIXES, stem
 from lightmycells.vocab import INPUT_FOLDER, Organelle
 
 #: Suffix of every written output.

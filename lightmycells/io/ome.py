@@ -24,7 +24,7 @@ import numpy as np
 import tifffile
 import xmltodict
 
-from lightmycells.atomic import replacing
+from lightmycells.io.atomic import replacing
 from lightmycells.vocab import Modality
 
 SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))

@@ -17,7 +17,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lightmycells import normalize
+from lightmycells.engine import normalize
 from lightmycells.vocab import MODALITIES, ORGANELLES, Modality, Organelle
 
 MANIFEST_NAME = "manifest.json"

@@ -1,7 +1,7 @@
 """Folders of predictions and ground truth → the official Light My Cells metrics JSON.
 
-``python -m lightmycells.evaluate --pred DIR --truth DIR --out metrics.json`` pairs each
-ground-truth image with its prediction, scores it with :func:`lightmycells.metrics.score`
+``python -m lightmycells.eval --pred DIR --truth DIR --out metrics.json`` pairs each
+ground-truth image with its prediction, scores it with :func:`lightmycells.eval.metrics.score`
 (in parallel, with a progress bar) and writes the structure the challenge's evaluation
 writes: ``results`` (one entry per image), ``agregate`` (mean per organelle and metric),
 ``transmitted_light`` (per BF / DIC / PC) and ``z_deviation`` (per ``|image_z - best_z|``).
@@ -46,9 +46,16 @@ import numpy as np
 import tifffile
 from tqdm import tqdm
 
-from lightmycells import atomic, evaluation_report, metrics, ome
-from lightmycells.inputs import OUTPUT_SUFFIX, discover, is_input_name
-from lightmycells.layout import BEST_Z_COLUMNS, BEST_Z_FILE, INPUT_NAME, STUDY_SUFFIXES, target_stem
+from lightmycells.eval import metrics, report
+from lightmycells.io import atomic, ome
+from lightmycells.io.inputs import OUTPUT_SUFFIX, discover, is_input_name
+from lightmycells.io.layout import (
+    BEST_Z_COLUMNS,
+    BEST_Z_FILE,
+    INPUT_NAME,
+    STUDY_SUFFIXES,
+    target_stem,
+)
 from lightmycells.vocab import INPUT_FOLDER, METRICS, MODALITIES, ORGANELLES, Organelle
 
 #: Where predictions come from: the model's files, or a baseline made from the input.
@@ -568,7 +575,7 @@ def usable_cpus() -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The command line (separate so tests can parse without running)."""
     parser = argparse.ArgumentParser(
-        prog="python -m lightmycells.evaluate",
+        prog="python -m lightmycells.eval",
         description="Score predictions against ground truth with the Light My Cells metrics; "
                     "write the official metrics JSON and, optionally, a report.")
     what = parser.add_argument_group("what to evaluate")
@@ -624,16 +631,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if source != evaluation.primary:
             write_json(args.out.with_suffix(f".{source}.json"), data)
     if args.report is not None:
-        command = "python -m lightmycells.evaluate " + shlex.join(argv)
-        evaluation_report.write_report(args.report, evaluation, command=command)
+        command = "python -m lightmycells.eval " + shlex.join(argv)
+        report.write_report(args.report, evaluation, command=command)
     for line in errors:
         print(f"FAILED {line}", file=sys.stderr)
     scored = sum(len(r.scores[evaluation.primary]) for r in evaluation.results)
     print(f"evaluate: {len(evaluation.items)} images, {scored} image/organelle pairs scored, "
           f"{len(errors)} failed; wrote {args.out}"
-          + (f" and {args.report / evaluation_report.REPORT_NAME}" if args.report else ""),
+          + (f" and {args.report / report.REPORT_NAME}" if args.report else ""),
           file=sys.stderr)
-    print(evaluation_report.summary_table(evaluation.metrics[evaluation.primary]))
+    print(report.summary_table(evaluation.metrics[evaluation.primary]))
     return 1 if errors else 0
 
 
@@ -646,15 +653,9 @@ def _compare(args: argparse.Namespace) -> int:
             print(f"evaluate: cannot read {path}: {exc}", file=sys.stderr)
             return 2
     a, b = documents
-    table = evaluation_report.compare_table(a, b, labels=[p.stem for p in args.compare])
+    table = report.compare_table(a, b, labels=[p.stem for p in args.compare])
     if args.out is not None:
         args.out.write_text(table + "\n")
     print(table)
     return 0
 
-
-if __name__ == "__main__":
-    # Import the module by its package name so worker processes pickle its functions.
-    from lightmycells.evaluate import main as _main
-
-    sys.exit(_main())

@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from lightmycells.normalize import percentiles
+from lightmycells.engine.normalize import percentiles
 from lightmycells.vocab import METRICS, Organelle
 
 #: Percentiles of the official normalisation.

@@ -7,7 +7,7 @@ fp16 model variant on the GPU): Pearson r >= ``MIN_PCC`` and a mean absolute dif
 at most ``MAX_MAE`` of the expected image's 2–99.8 percentile range (the scale the official
 evaluation looks at).
 
-``python -m lightmycells.compare ACTUAL EXPECTED`` prints one line per problem and exits 1
+``python -m lightmycells.eval.compare ACTUAL EXPECTED`` prints one line per problem and exits 1
 if there is any.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightmycells import ome
+from lightmycells.io import ome
 
 #: Agreement an output must reach with its expected image.
 MIN_PCC = 0.999
@@ -76,9 +76,9 @@ def compare_folders(actual: Path, expected: Path) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m lightmycells.compare ACTUAL EXPECTED``: 0 when they agree, else 1."""
+    """``python -m lightmycells.eval.compare ACTUAL EXPECTED``: 0 when they agree, else 1."""
     if len(argv) != 2:
-        print("usage: python -m lightmycells.compare ACTUAL_OUTPUT EXPECTED_OUTPUT",
+        print("usage: python -m lightmycells.eval.compare ACTUAL_OUTPUT EXPECTED_OUTPUT",
               file=sys.stderr)
         return 2
     actual, expected = (Path(a) for a in argv)

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lightmycells import shard as sharding
-from lightmycells.batch import EXIT_CONFIG, EXIT_OK
-from lightmycells.inputs import Discovery, discover
+from lightmycells.io.inputs import Discovery, discover
+from lightmycells.run import shard as sharding
+from lightmycells.run.batch import EXIT_CONFIG, EXIT_OK
 from lightmycells.vocab import MODALITIES, ORGANELLES, Organelle, parse_organelles
 
 GC_INPUT, GC_OUTPUT = Path("/input"), Path("/output")
@@ -165,7 +165,7 @@ def check_folders(settings: Settings) -> None:
 
 def load_manifest(weights: Path) -> Any:
     """Load ``weights/manifest.json``; a broken one is a configuration error."""
-    from lightmycells import manifest
+    from lightmycells.engine import manifest
 
     try:
         return manifest.load(weights)
@@ -195,7 +195,7 @@ def discover_inputs(settings: Settings) -> Discovery:
 
 def check_routes(manifest: Any) -> int:
     """Print the routing table; 0 when all organelle × modality routes exist, else 2."""
-    from lightmycells.manifest import format_routing_table
+    from lightmycells.engine.manifest import format_routing_table
 
     rows = manifest.routing_table(ORGANELLES, MODALITIES)
     print(format_routing_table(rows), flush=True)

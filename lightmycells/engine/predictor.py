@@ -13,11 +13,11 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from lightmycells import normalize, resample, tiling
-from lightmycells.manifest import Manifest, ModelEntry
-from lightmycells.ome import ImageMeta
-from lightmycells.runtime import OnnxModel, Runtime
-from lightmycells.tta import DIHEDRAL, Transform, predict_tta
+from lightmycells.engine import normalize, resample, tiling
+from lightmycells.engine.manifest import Manifest, ModelEntry
+from lightmycells.engine.runtime import OnnxModel, Runtime
+from lightmycells.engine.tta import DIHEDRAL, Transform, predict_tta
+from lightmycells.io.ome import ImageMeta
 from lightmycells.vocab import ORGANELLES, Organelle
 
 #: Tile strategies: ``auto`` plans the tile shape per image (fully convolutional models),

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from lightmycells import atomic
+from lightmycells.io import atomic
 
 #: Outcomes of one input.
 WRITTEN, SKIPPED, FAILED = "written", "skipped", "failed"

@@ -13,10 +13,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from lightmycells import ome
-from lightmycells.inputs import Discovery, Job
-from lightmycells.runlog import FAILED, SKIPPED, WRITTEN, Outcome, RunLog
-from lightmycells.shard import Shard
+from lightmycells.io import ome
+from lightmycells.io.inputs import Discovery, Job
+from lightmycells.run.runlog import FAILED, SKIPPED, WRITTEN, Outcome, RunLog
+from lightmycells.run.shard import Shard
 from lightmycells.vocab import Organelle
 
 Process = Callable[[Path, Mapping[Organelle, Path]], Any]
@@ -113,7 +113,7 @@ def _one(job: Job, process: Process, output: Path, organelles: tuple[Organelle, 
 
 def _one_line(exc: Exception) -> str:
     """The error's first line; unexpected error types are named so bugs stay recognisable."""
-    from lightmycells.manifest import RouteError
+    from lightmycells.engine.manifest import RouteError
 
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, ome.ImageError | RouteError):

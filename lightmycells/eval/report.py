@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lightmycells import metrics, ome
+from lightmycells.eval import metrics
+from lightmycells.io import ome
 from lightmycells.vocab import MODALITIES, ORGANELLES, Organelle
 
 if TYPE_CHECKING:
-    from lightmycells.evaluate import Evaluation
+    from lightmycells.eval.evaluate import Evaluation
 
 REPORT_NAME = "report.md"
 #: Longest edge of a gallery panel, in pixels (keeps the PNGs small).
@@ -307,7 +308,7 @@ def _picks(evaluation: Evaluation, organelle: Organelle) -> list[tuple[str, int,
 def _gallery(folder: Path, evaluation: Evaluation) -> dict[str, Path]:
     import matplotlib.pyplot as plt
 
-    from lightmycells.evaluate import BASELINES, baseline_prediction, read_2d
+    from lightmycells.eval.evaluate import BASELINES, baseline_prediction, read_2d
 
     out = {}
     for organelle in ORGANELLES:
