@@ -1,7 +1,7 @@
 """Shared set-up for the engine benchmarks: a shipped-size RUNet as ONNX, weights, images.
 
 The model is the training pipeline's own RUNet (random weights: speed and memory do not
-depend on them) exported the way ``lightmycells.train.export`` does, with dynamic batch and
+depend on them) exported the way ``lightmycells.export`` does, with dynamic batch and
 spatial axes.
 """
 

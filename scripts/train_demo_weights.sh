@@ -76,7 +76,7 @@ stage_export() {
     echo "[$(stamp)] exporting to $WEIGHTS"
     local organelle
     for organelle in nucleus mitochondria tubulin actin; do
-        "$PYTHON" -m lightmycells.train.export --checkpoint "$RUN/$organelle/best.pt" --out "$WEIGHTS" \
+        "$PYTHON" -m lightmycells.export --checkpoint "$RUN/$organelle/best.pt" --out "$WEIGHTS" \
             --fp16
     done
 }
@@ -86,7 +86,7 @@ stage_evaluate() {
     rm -rf "$RUN/eval/pred"
     "$PYTHON" inference.py --input "$RUN/data/heldout" --output "$RUN/eval/pred" \
         --weights "$WEIGHTS" --device cpu --threads 2
-    "$PYTHON" -m lightmycells.eval --truth "$RUN/data/heldout" --pred "$RUN/eval/pred" \
+    "$PYTHON" -m lightmycells.evaluate --truth "$RUN/data/heldout" --pred "$RUN/eval/pred" \
         --floors input,blur --out "$RUN/eval/metrics.json" --report "$RUN/eval/report" \
         --jobs 2 --quiet
 }

@@ -285,7 +285,7 @@ def test_compare_prints_differences(sim, noisy_pred, tmp_path):
     a, b, md = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.md"
     evaluate.evaluate(sim, baseline="input", out=a)
     evaluate.evaluate(sim, noisy_pred, out=b)
-    result = subprocess.run([sys.executable, "-m", "lightmycells.eval", "--compare",
+    result = subprocess.run([sys.executable, "-m", "lightmycells.evaluate", "--compare",
                              str(a), str(b), "--out", str(md)],
                             capture_output=True, text=True, check=True)
     da, db = json.loads(a.read_text()), json.loads(b.read_text())

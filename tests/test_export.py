@@ -89,6 +89,6 @@ def test_module_shim_runs_the_export_cli():
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "lightmycells.train.export", "--help"],
+    done = subprocess.run([sys.executable, "-m", "lightmycells.export", "--help"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "--checkpoint" in done.stdout

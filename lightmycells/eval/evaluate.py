@@ -1,6 +1,6 @@
 """Folders of predictions and ground truth → the official Light My Cells metrics JSON.
 
-``python -m lightmycells.eval --pred DIR --truth DIR --out metrics.json`` pairs each
+``python -m lightmycells.evaluate --pred DIR --truth DIR --out metrics.json`` pairs each
 ground-truth image with its prediction, scores it with :func:`lightmycells.eval.metrics.score`
 (in parallel, with a progress bar) and writes the structure the challenge's evaluation
 writes: ``results`` (one entry per image), ``agregate`` (mean per organelle and metric),
@@ -575,7 +575,7 @@ def usable_cpus() -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The command line (separate so tests can parse without running)."""
     parser = argparse.ArgumentParser(
-        prog="python -m lightmycells.eval",
+        prog="python -m lightmycells.evaluate",
         description="Score predictions against ground truth with the Light My Cells metrics; "
                     "write the official metrics JSON and, optionally, a report.")
     what = parser.add_argument_group("what to evaluate")
@@ -631,7 +631,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if source != evaluation.primary:
             write_json(args.out.with_suffix(f".{source}.json"), data)
     if args.report is not None:
-        command = "python -m lightmycells.eval " + shlex.join(argv)
+        command = "python -m lightmycells.evaluate " + shlex.join(argv)
         report.write_report(args.report, evaluation, command=command)
     for line in errors:
         print(f"FAILED {line}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Export a training checkpoint to ONNX, check it, and write its manifest entry.
 
-``python -m lightmycells.train.export --checkpoint runs/x/best.pt --out weights/`` writes
+``python -m lightmycells.export --checkpoint runs/x/best.pt --out weights/`` writes
 ``<organelles>.onnx`` with dynamic batch and spatial axes, runs ``onnx.checker``, compares
 ONNX Runtime with PyTorch on random inputs of two sizes and on real images (the run's
 validation planes, or ``--sample`` files), fails when the largest absolute difference exceeds
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -240,9 +239,9 @@ def _check_parity(onnx_path: Path, worst: float, tolerance: float) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m lightmycells.train.export --checkpoint CKPT --out WEIGHTS_DIR``."""
+    """Command line: ``python -m lightmycells.export --checkpoint CKPT --out WEIGHTS_DIR``."""
     parser = argparse.ArgumentParser(
-        prog="python -m lightmycells.train.export", description=__doc__.split("\n\n")[0]
+        prog="python -m lightmycells.export", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--checkpoint", type=Path, required=True, nargs="+",
                         help="training checkpoint(s) (best.pt); one ONNX file each")
@@ -286,7 +285,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}")
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
