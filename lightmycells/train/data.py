@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 
 from lightmycells.io import ome
 from lightmycells.io.layout import BEST_Z_FILE, INPUT_NAME, TARGET_NAME
+from lightmycells.io.planes import read_plane
 from lightmycells.train.config import AugmentConfig, DataConfig
 from lightmycells.vocab import Modality, Organelle
 
@@ -236,12 +237,9 @@ class ImageStore:
         if path in self._planes:
             return self._planes[path]
         try:
-            array, _ = ome.read(path)
+            pixels = read_plane(path).pixels  # TIFF, OME-TIFF or PNG (pairs CSVs)
         except ome.ImageError as exc:
-            raise DataError(f"{path}: {exc}") from None
-        if array.ndim != 2:
-            raise DataError(f"{path}: expected one 2D plane (got shape {array.shape})")
-        pixels = array.astype(np.float32)
+            raise DataError(str(exc)) from None
         low, high = np.percentile(pixels, [self.low, self.high])
         plane = Plane(pixels, float(low), float(high), float(pixels.min()), float(pixels.max()))
         if self.cache:
