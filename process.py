@@ -47,8 +47,9 @@ class Written:
         size = "x".join(str(n) for n in self.shape)
         pixel = f"{meta.pixel_size_um[1]:.4g} µm " if meta.pixel_size_um else ""
         routes = "; ".join(f"{','.join(o)}<-{name}" for name, o in self.routes.items())
+        notes = "".join(f"  [{note}]" for note in meta.notes)  # what the reader decided
         return (f"{modality} ({meta.modality_source})  {size} {pixel}({meta.pixel_size_source})"
-                f"  {routes}")
+                f"  {routes}{notes}")
 
 
 @dataclass

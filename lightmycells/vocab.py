@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 
@@ -34,6 +35,75 @@ class Modality(StrEnum):
 
 ORGANELLES: tuple[Organelle, ...] = tuple(Organelle)
 MODALITIES: tuple[Modality, ...] = tuple(Modality)
+
+#: Words for each modality as microscopes, OME-XML (``Channel/@ContrastMethod``: Brightfield,
+#: Phase, DIC) and users write them, keyed by :func:`_word_key` ("Bright Field", "bright-field"
+#: and "BRIGHTFIELD" are one key). Ph1/Ph2/Ph3 name the phase annulus of the objective.
+MODALITY_WORDS: dict[str, Modality] = {
+    "bf": Modality.BF, "brightfield": Modality.BF,
+    "pc": Modality.PC, "phase": Modality.PC, "phasecontrast": Modality.PC,
+    "ph1": Modality.PC, "ph2": Modality.PC, "ph3": Modality.PC,
+    "dic": Modality.DIC, "nomarski": Modality.DIC, "nomarskidic": Modality.DIC,
+    "differentialinterferencecontrast": Modality.DIC,
+}
+#: OME ``ContrastMethod`` values that name a contrast method no model here was trained on
+#: (OME's ``Other`` says nothing and counts as an unknown word).
+UNMODELLED_CONTRAST: dict[str, str] = {
+    "hoffmanmodulation": "HoffmanModulation", "obliqueillumination": "ObliqueIllumination",
+    "polarizedlight": "PolarizedLight", "darkfield": "Darkfield",
+    "fluorescence": "Fluorescence",
+}
+_ACCEPTED_WORDS = ("BF/Brightfield/Bright Field, PC/Phase/Phase Contrast/Ph1-3, "
+                   "DIC/Nomarski/Differential Interference Contrast")
+
+
+class ModalityError(ValueError):
+    """A word that names no modality the models handle; the message says what is accepted."""
+
+
+def _word_key(word: str) -> str:
+    """Case, spaces, dashes, underscores and dots dropped: ``"Bright-Field"`` → ``brightfield``."""
+    return re.sub(r"[\s_\-.]", "", word).lower()
+
+
+def modality_in(word: str | None) -> Modality | None:
+    """The modality a metadata word names, or None when it names none.
+
+    For free-text fields, where an unknown word is no information (an OME ``Channel/@Name``
+    may be ``"Channel:0:0"`` or ``"Cy5"``). Same words as :func:`parse_modality`.
+    """
+    return MODALITY_WORDS.get(_word_key(str(word))) if word else None
+
+
+def unmodelled_contrast(word: str | None) -> str | None:
+    """OME's name for a contrast method without a model (``"darkfield"`` → ``"Darkfield"``).
+
+    None when ``word`` names no such method.
+    """
+    return UNMODELLED_CONTRAST.get(_word_key(str(word))) if word else None
+
+
+def parse_modality(word: str | Modality) -> Modality:
+    """Parse a modality as a user or a microscope writes it, case-insensitively.
+
+    ``"Brightfield"``, ``"Bright Field"``, ``"bright-field"``, ``"BF"`` → BF; ``"Phase"``,
+    ``"Phase Contrast"``, ``"PhaseContrast"``, ``"Ph3"``, ``"PC"`` → PC; ``"Nomarski"``,
+    ``"DIC"``, ``"Differential Interference Contrast"`` → DIC.
+
+    Raises
+    ------
+    ModalityError
+        Naming the word and the accepted ones; an OME contrast method without a model
+        (``"Darkfield"``) says so. Never a silent guess.
+    """
+    modality = modality_in(str(word))
+    if modality is not None:
+        return modality
+    unmodelled = unmodelled_contrast(str(word))
+    problem = (f"contrast method {unmodelled} has no model" if unmodelled
+               else f"unknown modality '{word}'")
+    raise ModalityError(f"{problem} (expected one of {_ACCEPTED_WORDS})")
+
 
 #: Grand-Challenge input interface folder (under ``images/``).
 INPUT_FOLDER = "organelles-transmitted-light-ome-tiff"

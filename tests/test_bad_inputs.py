@@ -47,7 +47,14 @@ def make_bad_inputs(folder):
     tifffile.imwrite(folder / "rgb_BF.tiff", np.zeros((24, 24, 3), np.uint8), photometric="rgb")
     tifffile.imwrite(folder / "two_channels.ome.tiff", np.zeros((2, 24, 24), np.uint16),
                      ome=True, metadata={"axes": "CYX", "Channel": {"Name": ["BF", "PC"]}})
-    tifffile.imwrite(folder / "int32_BF.tiff", np.zeros((24, 24), np.int32))
+    tifffile.imwrite(folder / "complex_BF.tiff", np.zeros((24, 24), np.complex64))
+    tifffile.imwrite(folder / "bool_BF.tiff", np.zeros((24, 24), bool))
+    # tifffile logs a warning of its own for this one (a tag pointing past the end)
+    cut = ome.write(folder / "cut_BF.ome.tiff", np.ones((300, 300), np.float32), channel="BF",
+                    pixel_size_um=(0.1, 0.1), compression=None)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    (folder / "gone_BF.tiff").symlink_to(folder / "deleted.tiff")
+    (folder / "folder_BF.tiff").mkdir()
     nan = np.ones((24, 24), np.float32)
     nan[3, 4] = np.nan
     tifffile.imwrite(folder / "nan_PC.tiff", nan)
@@ -61,7 +68,11 @@ def make_bad_inputs(folder):
         "empty_BF.tiff": "empty file",
         "rgb_BF.tiff": "3 samples per pixel (RGB?)",
         "two_channels.ome.tiff": "2 channels; expected a single transmitted-light channel",
-        "int32_BF.tiff": "unsupported pixel type int32",
+        "complex_BF.tiff": "unsupported pixel type complex64",
+        "bool_BF.tiff": "unsupported pixel type bool",
+        "cut_BF.ome.tiff": "tifffile: <TiffTag.fromfile> raised TiffFileError",
+        "gone_BF.tiff": f"dangling link (to {folder / 'deleted.tiff'}, which does not exist)",
+        "folder_BF.tiff": "is a folder, not an image file",
         "nan_PC.tiff": "NaN or Inf",
         "small.tiff": "image is 12x40 px; at least 16 px per side are needed",
         "mystery.tiff": "unknown modality (no OME Channel Name/Fluor, no _BF_/_PC_/_DIC_ in the "
@@ -78,8 +89,9 @@ def test_each_bad_input_fails_alone_with_one_clear_line(tmp_path, explicit_weigh
     out = tmp_path / "out"
     assert run(["--input", tmp_path / "in", "--output", out, "--weights", explicit_weights,
                 "--device", "cpu"]) == 1
-    failed = [line for line in capsys.readouterr().err.splitlines() if " FAILED " in line]
-    assert len(failed) == len(expected)
+    err = capsys.readouterr().err.splitlines()
+    failed = [line for line in err if " FAILED " in line]
+    assert len(failed) == len(err) == len(expected)  # no second line for any file
     for name, message in expected.items():
         (line,) = [f for f in failed if f"FAILED {folder / name}: " in f]
         assert message in line, line
@@ -177,7 +189,7 @@ def test_unknown_stated_modality_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as stop:
         run(["--modality", "SEM"])
     assert stop.value.code == 2
-    assert "invalid choice: 'SEM'" in capsys.readouterr().err
+    assert "unknown modality 'SEM' (expected one of BF/Brightfield" in capsys.readouterr().err
 
 
 def test_grand_challenge_mode_bad_input_fails_the_job_and_writes_nothing(

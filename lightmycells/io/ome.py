@@ -1,11 +1,14 @@
 """Read and write OME-TIFF images; parse their OME-XML into an :class:`ImageMeta`.
 
 ``read(path) -> (array, meta)`` returns a ``YX`` or ``ZYX`` array in the file's own dtype
-(uint8, uint16 or float32) and what the rest of the project needs to know about it: the
-transmitted-light modality (and which part of the file decided it), the physical pixel
-size, the z index from the file name. Plain (non-OME) TIFFs, BigTIFFs, LZW/zlib/ZStd
-compression and multi-page Z-stacks read the same way; for a file that says nothing about
-its modality the caller may state one (``read(path, modality=Modality.PC)``).
+(uint8, uint16 or float32; other integer and float types as float32 with their values) and
+what the rest of the project needs to know about it: the transmitted-light modality (and
+which part of the file decided it), the physical pixel size, the z index from the file name.
+Plain (non-OME) TIFFs, BigTIFFs, LZW/zlib/ZStd compression and multi-page Z-stacks read the
+same way; for a file that says nothing about its modality the caller may state one
+(``read(path, modality=Modality.PC)``). What the reader decided on its own (series 0 of
+several, a converted pixel type, a pixel size it ignored, tifffile's own warnings) is said
+in ``meta`` so that the caller's one line per image carries it; the reader prints nothing.
 
 ``write`` produces float32 (or uint16) OME-TIFFs with valid OME-XML, TIFF resolution tags
 and tiles, through a temporary name and a rename so a crash never leaves a half-written
@@ -14,9 +17,12 @@ image under the final name.
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,26 +31,25 @@ import tifffile
 import xmltodict
 
 from lightmycells.io.atomic import replacing
-from lightmycells.vocab import Modality
+from lightmycells.vocab import Modality, modality_in, parse_modality, unmodelled_contrast
 
+#: Pixel types read as they are (and the only ones ``write`` writes).
 SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+#: Other pixel kinds (signed/unsigned integers, floats) are read as float32 with their values
+#: kept: the models see percentile-normalised float32 whatever the file held. Integers beyond
+#: 2**24 round to float32's 24-bit mantissa. Complex and bool pixels are refused.
+CONVERTED_KINDS = ("i", "u", "f")
 TIFF_SUFFIXES = (".tif", ".tiff")
 #: Largest tile edge for written TIFFs (TIFF tiles must be multiples of 16).
 WRITE_TILE = 256
 _TILE_STEP = 16
 
-# Length units OME-XML allows for PhysicalSize*, in micrometres.
+# Length units OME-XML allows for PhysicalSize* (UnitsLength), in micrometres; "um" and the
+# Greek mu are spellings writers use. OME's "pixel" and "reference frame" are no length.
 _UNIT_UM = {
-    "pm": 1e-6, "Å": 1e-4, "nm": 1e-3, "µm": 1.0, "um": 1.0, "μm": 1.0,
-    "mm": 1e3, "cm": 1e4, "m": 1e6,
-}
-# Words that name a modality in Channel/@Name, @Fluor or @ContrastMethod (lower-cased,
-# spaces, dashes and underscores removed).
-_MODALITY_WORDS = {
-    "bf": Modality.BF, "brightfield": Modality.BF,
-    "pc": Modality.PC, "phase": Modality.PC, "phasecontrast": Modality.PC,
-    "dic": Modality.DIC, "nomarski": Modality.DIC,
-    "differentialinterferencecontrast": Modality.DIC,
+    "fm": 1e-9, "pm": 1e-6, "Å": 1e-4, "\u212b": 1e-4, "nm": 1e-3,
+    "µm": 1.0, "um": 1.0, "μm": 1.0, "mm": 1e3, "cm": 1e4, "dm": 1e5, "m": 1e6,
+    "thou": 25.4, "li": 25400.0 / 12, "pt": 25400.0 / 72, "in": 25400.0,
 }
 # Channel/@IlluminationType "Transmitted" with no contrast method is plain bright field; the
 # other illumination types (Epifluorescence, Oblique, ...) say nothing we can route on.
@@ -57,6 +62,8 @@ _IMAGEJ_UNIT_UM = {"micron": 1.0, "um": 1.0, "µm": 1.0, "μm": 1.0, "\\u00B5m":
                    "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3}
 _NAME_MODALITY = re.compile(r"_(BF|PC|DIC)(?=_|\.|$)")
 _NAME_Z = re.compile(r"_z(\d+)(?=_|\.|$)")
+#: Longest library message folded into an error or note (tifffile repeats whole paths).
+_NOTE_CHARS = 160
 
 
 class ImageError(ValueError):
@@ -85,8 +92,12 @@ class ImageMeta:
         Focus-plane index from the file name (``_z<k>``), or None.
     pixel_size_source:
         Where the pixel size came from: ``"OME PhysicalSize"``, ``"TIFF resolution"``,
-        ``"ImageJ resolution"``, ``"none"`` (or ``"none (…ignored)"`` saying what was
-        refused), or ``"stated"`` for metadata built by hand.
+        ``"ImageJ resolution"``, ``"none"``, or ``"stated"`` for metadata built by hand;
+        followed by ``" (… ignored)"`` naming what was refused (an OME size in seconds, a
+        72 dpi resolution tag).
+    notes:
+        What the reader decided on its own, for the image's log line: ``"series 0 of 3"``,
+        ``"int16 read as float32"``, a warning tifffile gave while reading.
     """
 
     name: str
@@ -96,6 +107,7 @@ class ImageMeta:
     pixel_size_um: tuple[float, float] | None
     z: int | None = None
     pixel_size_source: str = "stated"
+    notes: tuple[str, ...] = ()
 
 
 def stem(path: str | Path) -> str:
@@ -132,29 +144,100 @@ def read(path: str | Path, *, modality: Modality | None = None) -> tuple[np.ndar
     path = Path(path)
     if path.stat().st_size == 0:
         raise ImageError("empty file")
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            axes = series.axes
-            array = series.asarray()
-            ome_xml = tif.ome_metadata
-            resolution, resolution_source = _resolution_um(tif.pages.first,
-                                                           tif.imagej_metadata)
-    except ImageError:
-        raise
-    except Exception as exc:  # tifffile raises many types for broken files
-        raise ImageError(f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
+    with _library_log() as library:
+        try:
+            with tifffile.TiffFile(path) as tif:
+                series_count = len(tif.series)
+                series = tif.series[0]
+                axes = series.axes
+                array = series.asarray()
+                ome_xml = tif.ome_metadata
+                resolution, resolution_source = _resolution_um(tif.pages.first,
+                                                               tif.imagej_metadata)
+        except Exception as exc:  # tifffile raises many types for broken files
+            reason = "; ".join([f"{type(exc).__name__}: {_short(exc)}",
+                                *(f"tifffile: {m}" for m in library[:1])])
+            raise ImageError(f"not a readable TIFF ({reason})") from None
+    notes = [f"series 0 of {series_count}"] if series_count > 1 else []
+    notes += [f"tifffile: {m}" for m in library[:1]]
     array, axes = _squeeze_to_zyx(array, axes)
-    if array.dtype not in SUPPORTED_DTYPES:
-        expected = ", ".join(str(d) for d in SUPPORTED_DTYPES)
-        raise ImageError(f"unsupported pixel type {array.dtype} (expected {expected})")
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise ImageError("image contains NaN or Inf pixels")
+    array, converted = _as_model_dtype(array)
+    notes += [converted] if converted else []
     meta = parse_meta(
         path.name, ome_xml, axes=axes, fallback_pixel_size_um=resolution,
         fallback_source=resolution_source, stated_modality=modality,
     )
-    return array, meta
+    return array, replace(meta, notes=tuple(notes))
+
+
+def _short(message: object) -> str:
+    """A library message on one line, at most :data:`_NOTE_CHARS` characters."""
+    text = " ".join(str(message).split())
+    return text if len(text) <= _NOTE_CHARS else text[: _NOTE_CHARS - 1] + "…"
+
+
+class _LibraryLog(logging.Filter):
+    """Takes tifffile's log records while a read is in progress, instead of printing them.
+
+    tifffile logs a warning for a broken tag or an odd series and then often raises or
+    carries on; printed by Python's last-resort handler, that is a second, unexplained line
+    for one file. Captured, it joins the file's own line. Records from any thread go to every
+    read in progress (tifffile decodes tiles in worker threads).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+        self.active: list[list[str]] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:  # noqa: D102 (logging API)
+        with self.lock:
+            for messages in self.active:
+                messages.append(_short(record.getMessage()))
+            return not self.active
+
+
+_LIBRARY_LOG = _LibraryLog()
+
+
+@contextmanager
+def _library_log() -> Iterator[list[str]]:
+    """Capture tifffile's log messages for the duration of the block (see :class:`_LibraryLog`)."""
+    logging.getLogger("tifffile").addFilter(_LIBRARY_LOG)  # idempotent; inert when idle
+    messages: list[str] = []
+    with _LIBRARY_LOG.lock:
+        _LIBRARY_LOG.active.append(messages)
+    try:
+        yield messages
+    finally:
+        with _LIBRARY_LOG.lock:
+            _LIBRARY_LOG.active.remove(messages)
+
+
+def _as_model_dtype(array: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """``array`` as it is (uint8, uint16, float32) or as float32 with its values kept.
+
+    Returns the array and a note saying what was converted (None when nothing was).
+
+    Raises
+    ------
+    ImageError
+        For complex, bool or other non-numeric pixels, NaN/Inf pixels, or float64 values
+        beyond float32's range.
+    """
+    dtype = array.dtype
+    if dtype not in SUPPORTED_DTYPES and dtype.kind not in CONVERTED_KINDS:
+        expected = ", ".join(str(d) for d in SUPPORTED_DTYPES)
+        raise ImageError(f"unsupported pixel type {dtype} (expected {expected}, or another "
+                         f"integer or float type, read as float32)")
+    if dtype.kind == "f" and not np.isfinite(array).all():
+        raise ImageError("image contains NaN or Inf pixels")
+    if dtype in SUPPORTED_DTYPES:
+        return array, None
+    if dtype.kind == "f" and array.size and np.abs(array).max() > np.finfo(np.float32).max:
+        raise ImageError(f"{dtype} pixels beyond float32's range "
+                         f"(max |value| {np.abs(array).max():.3g})")
+    return array.astype(np.float32), f"{dtype} read as float32"
 
 
 def _squeeze_to_zyx(array: np.ndarray, axes: str) -> tuple[np.ndarray, str]:
@@ -222,12 +305,14 @@ def parse_meta(
     axes: str = "YX",
     fallback_pixel_size_um: tuple[float, float] | None = None,
     fallback_source: str = "TIFF resolution",
-    stated_modality: Modality | None = None,
+    stated_modality: Modality | str | None = None,
 ) -> ImageMeta:
     """Build an :class:`ImageMeta` from a file name and its OME-XML (may be None).
 
     The OME-XML's physical size wins over ``fallback_pixel_size_um`` (the TIFF resolution
-    tags); ``stated_modality`` is used only when nothing in the file names a modality.
+    tags) unless it is refused (no length unit, outside :data:`PLAUSIBLE_PIXEL_UM`), which
+    ``pixel_size_source`` then says. ``stated_modality`` is used only when nothing in the
+    file names a modality.
     """
     pixels: Mapping[str, Any] = {}
     if ome_xml:
@@ -237,13 +322,16 @@ def parse_meta(
         except Exception as exc:  # malformed XML: say so rather than guessing silently
             raise ImageError(f"unreadable OME-XML ({type(exc).__name__}: {exc})") from None
     modality, source = _modality(pixels.get("Channel"), filename)
-    if modality is None and stated_modality is not None:
-        modality, source = Modality(stated_modality), "stated"
-    pixel_size, size_source = _physical_size(pixels), "OME PhysicalSize"
+    if source == "unknown" and stated_modality is not None:
+        modality, source = parse_modality(stated_modality), "stated"
+    pixel_size, refused = _physical_size(pixels)
+    size_source = "OME PhysicalSize"
     if pixel_size is None:
         pixel_size = fallback_pixel_size_um
         size_source = fallback_source if pixel_size or fallback_source.startswith("none") \
             else "none"
+        if refused:
+            size_source = _with_refusal(size_source, refused)
     z_match = _NAME_Z.search(filename)
     return ImageMeta(
         name=stem(filename),
@@ -256,24 +344,30 @@ def parse_meta(
     )
 
 
-def modality_from_word(word: str | None) -> Modality | None:
-    """Map a metadata word (``"BF"``, ``"Brightfield"``, ``"Phase"``, ``"DIC"`` …) to a modality."""
-    if not word:
-        return None
-    return _MODALITY_WORDS.get(re.sub(r"[\s_\-]", "", str(word)).lower())
+def _with_refusal(source: str, refused: str) -> str:
+    """``"none"`` + ``"OME … ignored"`` → ``"none (OME … ignored)"``, joining earlier ones."""
+    if source.endswith(")") and "(" in source:
+        return f"{source[:-1]}; {refused})"
+    return f"{source} ({refused})"
 
 
 def _modality(channel: Any, filename: str) -> tuple[Modality | None, str]:
     """The modality and the field that named it, in the order :class:`ImageMeta` documents.
 
     The file name outranks ``@IlluminationType`` because "Transmitted" only rules out
-    fluorescence, while the challenge's file names name the exact contrast method.
+    fluorescence, while the challenge's file names name the exact contrast method. An OME
+    ``@ContrastMethod`` naming a method without a model (Darkfield, Fluorescence …) decides
+    too: no modality, said in the source, so neither the file name nor a stated modality
+    turns such an image into one the models were trained on.
     """
     channel = _first(channel) or {}
     for attribute in ("Name", "Fluor", "ContrastMethod"):
-        modality = modality_from_word(channel.get(f"@{attribute}"))
+        modality = modality_in(channel.get(f"@{attribute}"))
         if modality is not None:
             return modality, f"Channel@{attribute}"
+    unmodelled = unmodelled_contrast(channel.get("@ContrastMethod"))
+    if unmodelled:
+        return None, f"Channel@ContrastMethod {unmodelled}, which no model handles"
     match = _NAME_MODALITY.search(filename)
     if match:
         return Modality(match.group(1)), "file name"
@@ -283,19 +377,34 @@ def _modality(channel: Any, filename: str) -> tuple[Modality | None, str]:
     return None, "unknown"
 
 
-def _physical_size(pixels: Mapping[str, Any]) -> tuple[float, float] | None:
+def _physical_size(pixels: Mapping[str, Any]) -> tuple[tuple[float, float] | None, str | None]:
+    """OME ``PhysicalSizeY/X`` in µm, or None and what was refused (None: nothing given).
+
+    An axis without a size takes the other axis's value *and* unit (square pixels); a unit
+    defaults to OME's µm. Refused, never fatal: a unit that is no length ("s", "pixel"), a
+    value that is no positive number, a size outside :data:`PLAUSIBLE_PIXEL_UM`.
+    """
+    given = {axis: (pixels.get(f"@PhysicalSize{axis}"), pixels.get(f"@PhysicalSize{axis}Unit"))
+             for axis in ("Y", "X") if pixels.get(f"@PhysicalSize{axis}") is not None}
+    if not given:
+        return None, None
     sizes = []
     for axis in ("Y", "X"):
-        value = pixels.get(f"@PhysicalSize{axis}") or pixels.get("@PhysicalSizeX")
-        if value is None:
-            return None
-        unit = pixels.get(f"@PhysicalSize{axis}Unit", "µm")
+        value, unit = given.get(axis) or next(iter(given.values()))
+        unit = "µm" if unit is None else str(unit).strip()
         if unit not in _UNIT_UM:
-            raise ImageError(f"unknown PhysicalSize{axis}Unit {unit!r}")
-        sizes.append(float(value) * _UNIT_UM[unit])
-    if min(sizes) <= 0:
-        return None
-    return sizes[0], sizes[1]
+            return None, f"OME PhysicalSize{axis}Unit {unit!r} ignored: not a length unit"
+        try:
+            size = float(value) * _UNIT_UM[unit]
+        except ValueError:
+            return None, f"OME PhysicalSize{axis} {value!r} ignored: not a number"
+        sizes.append(size)
+    low, high = PLAUSIBLE_PIXEL_UM
+    if not all(low <= size <= high for size in sizes):  # also NaN, 0 and negative sizes
+        bad = next(size for size in sizes if not low <= size <= high)
+        return None, (f"OME PhysicalSize of {bad:.4g} µm per pixel ignored: outside "
+                      f"{low:g}–{high:g} µm")
+    return (sizes[0], sizes[1]), None
 
 
 def write_tile(shape: tuple[int, ...]) -> tuple[int, int]:

@@ -76,10 +76,10 @@ def run(
     shard = shard or Shard()
     output.mkdir(parents=True, exist_ok=True)
     jobs = shard.select(discovery.jobs)
-    collisions = shard.select(discovery.collisions)
-    found = len(discovery.jobs) + len(discovery.collisions)
+    failures = shard.select(discovery.failures)  # collisions and unreadable entries
+    found = len(discovery.jobs) + len(discovery.failures)
     log = RunLog(
-        total=len(jobs) + len(collisions),
+        total=len(jobs) + len(failures),
         root=discovery.root,
         settings={
             "found": found, "layout": discovery.layout, "input": str(discovery.root),
@@ -90,7 +90,7 @@ def run(
     )
     print(f"lightmycells: {found} input(s) under {discovery.root} ({discovery.layout} layout); "
           f"shard {shard}: {log.total}; organelles {','.join(organelles)}", flush=True)
-    for source, problem in collisions:
+    for source, problem in failures:
         log.add(Outcome(source, FAILED, detail=problem))
     for job in jobs:
         log.add(_one(job, process, output, organelles, resume))

@@ -19,7 +19,15 @@ from typing import Any
 from lightmycells.io.inputs import Discovery, discover
 from lightmycells.run import shard as sharding
 from lightmycells.run.batch import EXIT_CONFIG, EXIT_OK
-from lightmycells.vocab import MODALITIES, ORGANELLES, Organelle, parse_organelles
+from lightmycells.vocab import (
+    MODALITIES,
+    ORGANELLES,
+    Modality,
+    ModalityError,
+    Organelle,
+    parse_modality,
+    parse_organelles,
+)
 
 GC_INPUT, GC_OUTPUT = Path("/input"), Path("/output")
 ZSTACK_CHOICES = ("best", "mip", "all")  # mirrors process.ZSTACK_MODES, kept import-free
@@ -57,8 +65,10 @@ def build_parser(default_weights: Path) -> argparse.ArgumentParser:
     io.add_argument("--output", type=Path, help="output folder (Grand-Challenge layout)")
     io.add_argument("--organelles", default=",".join(ORGANELLES),
                     help="comma-separated subset of %(default)s")
-    io.add_argument("--modality", choices=list(MODALITIES),
-                    help="modality of inputs whose metadata and name do not say (plain TIFFs)")
+    io.add_argument("--modality", type=_modality,
+                    help="modality of inputs whose metadata and name do not say (plain TIFFs): "
+                    "BF, PC or DIC, also as microscopes write them (Brightfield, Phase "
+                    "Contrast, Ph3, Nomarski …), any case")
     io.add_argument("--zstack", choices=ZSTACK_CHOICES, default="best",
                     help="Z-stack inputs: sharpest plane, max projection, or every plane "
                     "(default %(default)s)")
@@ -98,6 +108,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1 (got {value})")
     return value
+
+
+def _modality(text: str) -> Modality:
+    try:
+        return parse_modality(text)
+    except ModalityError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _fraction(text: str) -> float:
@@ -186,7 +203,7 @@ def discover_inputs(settings: Settings) -> Discovery:
     """
     outputs = [settings.output / "images" / o.output_folder for o in ORGANELLES]
     discovery = discover(settings.input, exclude=outputs)
-    if not discovery.jobs and not discovery.collisions:
+    if not discovery.jobs and not discovery.failures:
         targets = (f" ({discovery.skipped_targets} ground-truth files such as "
                    f"image_1_Nucleus.ome.tiff skipped)" if discovery.skipped_targets else "")
         raise ConfigError(f"no .tif/.tiff input images found under {discovery.root}{targets}")
