@@ -17,7 +17,7 @@ from lightmycells.simulate.camera import Camera, illumination
 from lightmycells.simulate.fluorescence import Fluorescence, render_fluorescence
 from lightmycells.simulate.optics import Optics, transmitted_planes
 from lightmycells.simulate.scene import CellParams, Scene, make_scene
-from lightmycells.vocab import MODALITIES, ORGANELLES, Modality, Organelle, parse_modality
+from lightmycells.vocab import MODALITIES, ORGANELLES, Modality, Organelle
 
 #: Image shapes (Y, X) found in the real data.
 REAL_SIZES: tuple[tuple[int, int], ...] = (
@@ -250,7 +250,11 @@ def modality_cycle(modalities: Sequence[Modality | str] | None) -> tuple[Modalit
     """Validated modalities (all three by default); studies take them in turn."""
     if modalities is None:
         return MODALITIES
-    out = tuple(parse_modality(m) for m in modalities)  # ModalityError is a ValueError
+    words = [str(m).strip().upper() for m in modalities]
+    unknown = [w for w in words if w not in Modality.__members__]
+    if unknown:
+        raise ValueError(f"unknown modality '{unknown[0]}' (expected BF, PC or DIC)")
+    out = tuple(Modality(w) for w in words)
     if not out:
         raise ValueError("no modality given")
     return out
