@@ -112,9 +112,10 @@ class Processor:
             if meta.modality is not None:
                 raise
             choices = "|".join(Modality)
-            raise RouteError(f"unknown modality (no OME Channel Name/Fluor, no _BF_/_PC_/_DIC_ "
-                             f"in the file name) and the manifest has no '*' route for it; "
-                             f"pass --modality {choices}") from None
+            why = ("no OME Channel Name/Fluor, no _BF_/_PC_/_DIC_ in the file name"
+                   if meta.modality_source == "unknown" else meta.modality_source)
+            raise RouteError(f"unknown modality ({why}) and the manifest has no '*' route for "
+                             f"it; pass --modality {choices}") from None
 
     def _predict(self, array: np.ndarray, meta: ome.ImageMeta) -> dict[Organelle, np.ndarray]:
         if array.ndim == 2 or self.zstack != "all":

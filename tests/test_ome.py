@@ -146,8 +146,8 @@ def test_file_name_outranks_illumination_type():
 
 
 @pytest.mark.parametrize("array,message", [
-    (np.zeros((20, 20), np.int32), "unsupported pixel type int32"),
-    (np.zeros((20, 20), np.float64), "unsupported pixel type float64"),
+    (np.zeros((20, 20), np.complex64), "unsupported pixel type complex64"),
+    (np.zeros((20, 20), bool), "unsupported pixel type bool"),
     (np.full((20, 20), np.nan, np.float32), "NaN or Inf"),
     (np.zeros((2, 20, 20, 3), np.uint8), "samples per pixel"),
     (np.zeros((2, 3, 20, 20), np.uint16), "unsupported axes"),

@@ -85,7 +85,9 @@ class ImageMeta:
     modality_source:
         Which field decided, strongest first: ``"Channel@Name"``, ``"Channel@Fluor"``,
         ``"Channel@ContrastMethod"``, ``"file name"``, ``"Channel@IlluminationType"``,
-        ``"stated"`` (the caller's ``modality=``) or ``"unknown"``.
+        ``"stated"`` (the caller's ``modality=``) or ``"unknown"``; for an OME contrast
+        method without a model, ``"Channel@ContrastMethod Darkfield, which no model
+        handles"`` (modality None) or ``"stated, over Channel@ContrastMethod …"``.
     pixel_size_um:
         Physical pixel size (y, x) in micrometres, or None when unknown.
     z:
@@ -125,7 +127,9 @@ def read(path: str | Path, *, modality: Modality | None = None) -> tuple[np.ndar
     Parameters
     ----------
     path:
-        The TIFF file (classic or BigTIFF, any compression imagecodecs decodes).
+        The TIFF file (classic or BigTIFF, any compression imagecodecs decodes). Of a
+        file with several series (OME Images), series 0 is read and ``meta.notes`` says
+        so.
     modality:
         The modality to assume when neither the OME-XML nor the file name names one
         (``modality_source`` is then ``"stated"``); what the file says always wins.
@@ -133,13 +137,15 @@ def read(path: str | Path, *, modality: Modality | None = None) -> tuple[np.ndar
     Returns
     -------
     array, meta
-        Pixels in the file's dtype with axes ``meta.axes`` (``"YX"`` or ``"ZYX"``).
+        Pixels with axes ``meta.axes`` (``"YX"`` or ``"ZYX"``): uint8, uint16 and float32
+        as stored, other integer and float types as float32 with the same values.
 
     Raises
     ------
     ImageError
         For an empty, truncated or non-TIFF file, more than one channel or sample per
-        pixel, a time series, an unsupported dtype, or NaN/Inf pixels.
+        pixel, a time series, complex, bool or other non-numeric pixels, or NaN/Inf
+        pixels. The one-line message includes what tifffile logged while failing.
     """
     path = Path(path)
     if path.stat().st_size == 0:
@@ -322,8 +328,10 @@ def parse_meta(
         except Exception as exc:  # malformed XML: say so rather than guessing silently
             raise ImageError(f"unreadable OME-XML ({type(exc).__name__}: {exc})") from None
     modality, source = _modality(pixels.get("Channel"), filename)
-    if source == "unknown" and stated_modality is not None:
-        modality, source = parse_modality(stated_modality), "stated"
+    if modality is None and stated_modality is not None:
+        # the caller's word over an unmodelled contrast method too, said in the source
+        source = "stated" if source == "unknown" else f"stated, over {source}"
+        modality = parse_modality(stated_modality)
     pixel_size, refused = _physical_size(pixels)
     size_source = "OME PhysicalSize"
     if pixel_size is None:
@@ -357,8 +365,8 @@ def _modality(channel: Any, filename: str) -> tuple[Modality | None, str]:
     The file name outranks ``@IlluminationType`` because "Transmitted" only rules out
     fluorescence, while the challenge's file names name the exact contrast method. An OME
     ``@ContrastMethod`` naming a method without a model (Darkfield, Fluorescence …) decides
-    too: no modality, said in the source, so neither the file name nor a stated modality
-    turns such an image into one the models were trained on.
+    too: no modality, and the source says why (only the caller's stated modality overrides
+    it, and the source then says so).
     """
     channel = _first(channel) or {}
     for attribute in ("Name", "Fluor", "ContrastMethod"):
@@ -390,14 +398,15 @@ def _physical_size(pixels: Mapping[str, Any]) -> tuple[tuple[float, float] | Non
         return None, None
     sizes = []
     for axis in ("Y", "X"):
-        value, unit = given.get(axis) or next(iter(given.values()))
+        source = axis if axis in given else next(iter(given))  # the axis the size comes from
+        value, unit = given[source]
         unit = "µm" if unit is None else str(unit).strip()
         if unit not in _UNIT_UM:
-            return None, f"OME PhysicalSize{axis}Unit {unit!r} ignored: not a length unit"
+            return None, f"OME PhysicalSize{source}Unit {unit!r} ignored: not a length unit"
         try:
             size = float(value) * _UNIT_UM[unit]
         except ValueError:
-            return None, f"OME PhysicalSize{axis} {value!r} ignored: not a number"
+            return None, f"OME PhysicalSize{source} {value!r} ignored: not a number"
         sizes.append(size)
     low, high = PLAUSIBLE_PIXEL_UM
     if not all(low <= size <= high for size in sizes):  # also NaN, 0 and negative sizes
