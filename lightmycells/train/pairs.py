@@ -31,7 +31,7 @@ from pathlib import Path
 from lightmycells.io import ome
 from lightmycells.io.planes import read_plane
 from lightmycells.train.data import DataError, FieldOfView
-from lightmycells.vocab import Modality, Organelle
+from lightmycells.vocab import Modality, ModalityError, Organelle, parse_modality
 
 REQUIRED_COLUMNS = ("input", "organelle", "target")
 OPTIONAL_COLUMNS = ("modality", "pixel_size_um")
@@ -151,9 +151,10 @@ def _modality_and_size(row: dict[str, str], first: Path) -> tuple[Modality, floa
     plane = read_plane(first)
     modality = plane.modality
     if row.get("modality"):
-        modality = ome.modality_from_word(row["modality"])
-        if modality is None:
-            raise DataError(f"unknown modality {row['modality']!r} (expected BF, PC or DIC)")
+        try:
+            modality = parse_modality(row["modality"])
+        except ModalityError as exc:
+            raise DataError(str(exc)) from None
     size: float | None = plane.pixel_size_um[1] if plane.pixel_size_um else None
     if row.get("pixel_size_um"):
         try:
