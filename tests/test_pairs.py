@@ -45,7 +45,7 @@ def test_rows_become_fields_of_view_and_bad_rows_are_named(tmp_path):
         "fov1_bf.ome.tiff,mitochondria,missing.tif,,\n"       # row 5: no such file
         "fov1_bf.ome.tiff,mitochondria,broken.tif,,\n"        # row 6: unreadable
         "fov1_bf.ome.tiff,golgi,fov1_dapi.tif,,\n"            # row 7: unknown organelle
-        "fov1_dapi.tif,nucleus,fov1_actin.png,Phase,0.65\n"     # row 8: stated modality, size
+        "fov1_dapi.tif,nucleus,fov1_actin.png,Ph3,0.65\n"     # row 8: stated modality, size
     )
     lines: list[str] = []
     index = read_pairs(csv, log=lines.append)
