@@ -68,17 +68,18 @@ class Processor:
     modality:
         Modality to assume for files that do not state one (``--modality``).
     zstack:
-        ``"best"``, ``"mip"`` or ``"all"`` (see :data:`ZSTACK_MODES`).
+        ``"best"``, ``"mip"`` or ``"all"`` (see :data:`ZSTACK_MODES`), or None: reduce a
+        Z-stack as each routed model was trained (the manifest's ``zstack``).
     """
 
     predictor: Any
     manifest: Any
     organelles: Sequence[Organelle]
     modality: Modality | None = None
-    zstack: str = "best"
+    zstack: str | None = None
 
     def __post_init__(self) -> None:
-        if self.zstack not in ZSTACK_MODES:
+        if self.zstack is not None and self.zstack not in ZSTACK_MODES:
             choices = ", ".join(ZSTACK_MODES)
             raise ValueError(f"zstack must be one of {choices} (got {self.zstack!r})")
 
@@ -104,10 +105,12 @@ class Processor:
         return Written(meta, array.shape, routes, time.perf_counter() - started)
 
     def _routes(self, meta: ome.ImageMeta) -> dict[Any, list[Organelle]]:
-        from lightmycells.engine.manifest import RouteError
+        from lightmycells.engine.manifest import PixelSizeRouteError, RouteError
 
         try:
-            return self.manifest.routes(self.organelles, meta.modality)
+            return self.manifest.routes(self.organelles, meta.modality, meta.pixel_size_um)
+        except PixelSizeRouteError:
+            raise  # says the pixel size and the ranges already
         except RouteError:
             if meta.modality is not None:
                 raise
@@ -118,11 +121,24 @@ class Processor:
                              f"it; pass --modality {choices}") from None
 
     def _predict(self, array: np.ndarray, meta: ome.ImageMeta) -> dict[Organelle, np.ndarray]:
-        if array.ndim == 2 or self.zstack != "all":
-            image = array if array.ndim == 2 else zstack.reduce(array, self.zstack)
-            return self.predictor.predict(image, meta, self.organelles)
-        planes = [self.predictor.predict(plane, meta, self.organelles) for plane in array]
-        return {o: np.stack([p[o] for p in planes]) for o in self.organelles}  # (Z, Y, X)
+        if array.ndim == 2:
+            return self.predictor.predict(array, meta, self.organelles)
+        if self.zstack == "all":
+            planes = [self.predictor.predict(plane, meta, self.organelles) for plane in array]
+            return {o: np.stack([p[o] for p in planes]) for o in self.organelles}  # (Z, Y, X)
+        out: dict[Organelle, np.ndarray] = {}
+        for mode, organelles in self._reductions(meta).items():  # one reduction each
+            out.update(self.predictor.predict(zstack.reduce(array, mode), meta, organelles))
+        return {o: out[o] for o in self.organelles}
+
+    def _reductions(self, meta: ome.ImageMeta) -> dict[str, list[Organelle]]:
+        """Z-stack reduction → organelles: ``--zstack`` if given, else each model's own."""
+        if self.zstack is not None:
+            return {self.zstack: list(self.organelles)}
+        groups: dict[str, list[Organelle]] = {}
+        for entry, organelles in self._routes(meta).items():
+            groups.setdefault(zstack.REDUCTION[entry.zstack], []).extend(organelles)
+        return groups
 
 
 def check_shape(shape: tuple[int, ...]) -> None:
@@ -178,7 +194,7 @@ def build(
     overlap: float | None = None,
     resample: bool = True,
     modality: Modality | None = None,
-    zstack: str = "best",
+    zstack: str | None = None,
 ) -> tuple[Processor, str]:
     """Pick the device and build a :class:`Processor`; imports ONNX Runtime.
 

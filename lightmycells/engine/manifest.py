@@ -1,23 +1,27 @@
-"""``weights/manifest.json``: strict schema, file checks and (organelle, modality) routing.
+"""``weights/manifest.json``: strict schema, file checks and routing by organelle, modality, scale.
 
 The manifest lists one entry per ONNX file (keys in docs/ARCHITECTURE.md); routing is data,
-not code. For an (organelle, modality) the entry naming that modality serves, else the entry
-naming ``"*"``, else :class:`RouteError` names the missing route. ``load`` rejects unknown
-keys, missing files, wrong sha256 and ambiguous routes (two entries claiming the same
-organelle for the same modality), each with one line naming the problem.
+not code. For (organelle, modality, pixel size) the first of these serves: an entry naming
+the modality whose ``pixel_size_um_range`` holds the image's pixel size, a ``"*"`` entry
+whose range holds it, an entry naming the modality without a range, a ``"*"`` entry without
+a range; else :class:`RouteError` names what is missing. ``load`` rejects unknown keys,
+missing files, wrong sha256 and ambiguous routes (two range-less entries, or two entries
+with overlapping ranges, for the same organelle and modality), each with one line.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lightmycells.engine import normalize
+from lightmycells.engine.zstack import Trained
 from lightmycells.vocab import MODALITIES, ORGANELLES, Modality, Organelle
 
 MANIFEST_NAME = "manifest.json"
@@ -33,6 +37,10 @@ class RouteError(LookupError):
     """No model serves an (organelle, modality) pair; the message names the pair."""
 
 
+class PixelSizeRouteError(RouteError):
+    """Models serve the pair, but only for pixel sizes this image lacks or lies outside of."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
@@ -43,6 +51,97 @@ def _check_file_name(value: str) -> str:
     if not value or path.is_absolute() or ".." in path.parts:
         raise ValueError(f"must be a file name inside the weights folder (got {value!r})")
     return value
+
+
+class _Norm(BaseModel):
+    # strict: a number written as a string or a boolean is refused, not coerced
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class PercentileNorm(_Norm):
+    """``(x - p_low) / (p_high - p_low)`` with the image's percentiles, no clipping."""
+
+    kind: Literal["percentile"]
+    low: float = Field(default=2.0, ge=0.0, le=100.0, description="Lower percentile.")
+    high: float = Field(default=99.8, ge=0.0, le=100.0, description="Upper percentile.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PercentileNorm:
+        if self.low >= self.high:
+            raise ValueError(f"low must be below high (got low={self.low}, high={self.high})")
+        return self
+
+    def build(self) -> normalize.Normalizer:
+        """The normaliser this spec describes."""
+        return normalize.Percentile(low=self.low, high=self.high)
+
+
+class ZScoreNorm(_Norm):
+    """``(x - mean) / std``."""
+
+    kind: Literal["zscore"]
+
+    def build(self) -> normalize.Normalizer:
+        """The normaliser this spec describes."""
+        return normalize.ZScore()
+
+
+class MinMaxNorm(_Norm):
+    """``(x - min) / (max - min)``."""
+
+    kind: Literal["minmax"]
+
+    def build(self) -> normalize.Normalizer:
+        """The normaliser this spec describes."""
+        return normalize.MinMax()
+
+
+class NoNorm(_Norm):
+    """The image as float32."""
+
+    kind: Literal["none"]
+
+    def build(self) -> normalize.Normalizer:
+        """The normaliser this spec describes."""
+        return normalize.Identity()
+
+
+#: The manifest's ``input_norm``: one of the kinds, told apart by ``kind``.
+InputNorm = Annotated[PercentileNorm | ZScoreNorm | MinMaxNorm | NoNorm,
+                      Field(discriminator="kind")]
+
+#: ``[lo, hi)`` in µm; ``hi`` None: no upper bound.
+PixelRange = tuple[float, float | None]
+
+
+def effective_pixel_size(pixel_size_um: float | Sequence[float]) -> float:
+    """The one size a (y, x) pixel is routed by: the geometric mean ``sqrt(y * x)``.
+
+    It is the edge of a square pixel of the same area; a square pixel keeps its size exactly.
+    """
+    if isinstance(pixel_size_um, int | float):
+        return float(pixel_size_um)
+    y, x = (float(v) for v in pixel_size_um)
+    return y if y == x else math.sqrt(y * x)
+
+
+def holds(pixel_range: PixelRange, size_um: float) -> bool:
+    """Whether ``lo <= size_um < hi`` (no upper bound when ``hi`` is None)."""
+    lo, hi = pixel_range
+    return lo <= size_um and (hi is None or size_um < hi)
+
+
+def format_range(pixel_range: PixelRange | None) -> str:
+    """``[0.05, 0.13)`` µm text of a range (``any`` for None, ``∞`` for no upper bound)."""
+    if pixel_range is None:
+        return "any"
+    lo, hi = pixel_range
+    return f"[{lo:g}, {'∞' if hi is None else f'{hi:g}'})"
+
+
+def _overlap(a: PixelRange, b: PixelRange) -> bool:
+    inf = math.inf
+    return a[0] < (inf if b[1] is None else b[1]) and b[0] < (inf if a[1] is None else a[1])
 
 
 class Fp16Variant(_Strict):
@@ -68,7 +167,13 @@ class ModelEntry(_Strict):
     overlap: float = Field(ge=0.0, lt=1.0, description="Tile overlap, fraction of patch.")
     pixel_size_um: float | None = Field(
         gt=0.0, description="Training pixel size in µm; null turns resampling off.")
-    input_norm: dict[str, Any] = Field(description="Input normalisation (normalize.from_spec).")
+    pixel_size_um_range: PixelRange | None = Field(
+        default=None, description="Pixel sizes served, [lo, hi) µm (hi null: no upper "
+        "bound); null or absent: any pixel size, also none.")
+    zstack: Trained = Field(
+        default=Trained.PLANE, description="What the model was trained on: single planes, "
+        "maximum projections or best-focus planes of Z-stacks (null: plane).")
+    input_norm: InputNorm = Field(description="Input normalisation, told apart by 'kind'.")
     fp16: Fp16Variant | None = Field(default=None, description="Optional float16 variant.")
 
     _file = field_validator("file")(_check_file_name)
@@ -80,10 +185,19 @@ class ModelEntry(_Strict):
             raise ValueError(f"lists an item twice ({', '.join(map(str, value))})")
         return value
 
-    @field_validator("input_norm")
+    @field_validator("zstack", mode="before")
     @classmethod
-    def _norm(cls, value: dict[str, Any]) -> dict[str, Any]:
-        normalize.from_spec(value)  # raises ValueError naming the bad key or kind
+    def _zstack(cls, value: Any) -> Any:
+        return Trained.PLANE if value is None else value
+
+    @field_validator("pixel_size_um_range")
+    @classmethod
+    def _range(cls, value: PixelRange | None) -> PixelRange | None:
+        if value is not None:
+            lo, hi = value
+            if not lo > 0 or (hi is not None and not hi > lo):
+                raise ValueError(f"must be [lo, hi) with 0 < lo < hi, or hi null "
+                                 f"(got [{lo}, {hi}])")
         return value
 
     def __hash__(self) -> int:
@@ -100,15 +214,33 @@ class _ManifestDoc(_Strict):
 
 
 class Route(NamedTuple):
-    """One row of the routing table; ``model`` is None when the route is missing."""
+    """One row of the routing table; ``model`` is None where nothing serves the row.
+
+    ``pixel_sizes`` is what the row covers: ``"[lo, hi)"`` µm; ``"other"``, every pixel size
+    outside the pair's ranges and an image without one; ``"any"``, the pair has no ranges.
+    """
 
     organelle: Organelle
     modality: Modality
     model: ModelEntry | None
+    pixel_sizes: str = "any"
+
+    @property
+    def missing(self) -> bool:
+        """No entry at all serves the (organelle, modality) pair."""
+        return self.model is None and self.pixel_sizes == "any"
 
 
 def _modality_label(modality: Modality | str | None) -> str:
     return "unknown modality" if modality is None else str(modality)
+
+
+def _size_label(pixel_size_um: float | Sequence[float]) -> str:
+    size = effective_pixel_size(pixel_size_um)
+    if isinstance(pixel_size_um, int | float) or pixel_size_um[0] == pixel_size_um[1]:
+        return f"{size:.4g} µm"
+    y, x = pixel_size_um
+    return f"(y, x) = ({y:.4g}, {x:.4g}) µm, routed as their geometric mean {size:.4g} µm"
 
 
 class Manifest:
@@ -132,41 +264,89 @@ class Manifest:
         for name in names:
             if names.count(name) > 1:
                 raise ManifestError(f"{self._path}: model name {name!r} is used twice")
-        claimed: dict[tuple[Organelle, str], str] = {}
+        claimed: dict[tuple[Organelle, str], list[ModelEntry]] = {}
         for entry in self.models:
             for organelle in entry.organelles:
                 for modality in entry.modalities:
-                    other = claimed.setdefault((organelle, modality), entry.name)
-                    if other != entry.name:
-                        raise ManifestError(
-                            f"{self._path}: route ({organelle}, {modality}) is claimed by both "
-                            f"{other!r} and {entry.name!r}")
+                    others = claimed.setdefault((organelle, modality), [])
+                    for other in others:
+                        self._check_pair(organelle, modality, other, entry)
+                    others.append(entry)
+
+    def _check_pair(self, organelle: Organelle, modality: str, a: ModelEntry,
+                    b: ModelEntry) -> None:
+        """Two entries may share a route only with disjoint pixel-size ranges."""
+        ra, rb = a.pixel_size_um_range, b.pixel_size_um_range
+        if ra is None and rb is None:
+            raise ManifestError(f"{self._path}: route ({organelle}, {modality}) is claimed by "
+                                f"both {a.name!r} and {b.name!r}")
+        if ra is not None and rb is not None and _overlap(ra, rb):
+            raise ManifestError(
+                f"{self._path}: route ({organelle}, {modality}) is claimed by both {a.name!r} "
+                f"{format_range(ra)} µm and {b.name!r} {format_range(rb)} µm: pixel-size "
+                f"ranges of one route must not overlap")
 
     @property
     def _path(self) -> Path:
         return self.weights_dir / MANIFEST_NAME
 
-    def route(self, organelle: Organelle | str, modality: Modality | str | None) -> ModelEntry:
-        """The entry serving ``organelle`` for ``modality`` (None: modality unknown).
+    def _candidates(self, organelle: Organelle, modality: Modality | str | None
+                    ) -> list[ModelEntry]:
+        """Entries listing ``organelle``: those naming the modality first, then ``"*"``."""
+        keys = ([] if modality is None else [str(modality)]) + [ANY_MODALITY]
+        return [entry for key in keys for entry in self.models
+                if organelle in entry.organelles and key in entry.modalities]
+
+    @staticmethod
+    def _pick(candidates: Sequence[ModelEntry], size_um: float | None) -> ModelEntry | None:
+        """The first candidate whose range holds ``size_um``, else the first range-less one."""
+        if size_um is not None:
+            for entry in candidates:
+                if entry.pixel_size_um_range is not None and holds(
+                        entry.pixel_size_um_range, size_um):
+                    return entry
+        return next((e for e in candidates if e.pixel_size_um_range is None), None)
+
+    def route(self, organelle: Organelle | str, modality: Modality | str | None,
+              pixel_size_um: float | Sequence[float] | None = None) -> ModelEntry:
+        """The entry serving ``organelle`` for ``modality`` at ``pixel_size_um``.
+
+        ``modality`` None: unknown (only ``"*"`` entries serve). ``pixel_size_um``: the
+        image's (y, x) pixel size or one number, µm; ranges hold its geometric mean; None:
+        unknown (only range-less entries serve).
 
         Raises
         ------
         RouteError
             Naming the (organelle, modality) pair no entry serves.
+        PixelSizeRouteError
+            (a RouteError) When entries serve the pair but none for this pixel size; the
+            message names the pixel size (or its absence) and the ranges there are.
         """
         organelle = Organelle(organelle)
-        wanted = [] if modality is None else [str(modality)]
-        for key in (*wanted, ANY_MODALITY):
-            for entry in self.models:
-                if organelle in entry.organelles and key in entry.modalities:
-                    return entry
-        raise RouteError(
-            f"no model for ({organelle}, {_modality_label(modality)}) in {self._path}: no entry "
-            f"lists '{organelle}' with modality "
-            + (f"{modality!s} or '*'" if modality is not None else "'*'"))
+        candidates = self._candidates(organelle, modality)
+        size = None if pixel_size_um is None else effective_pixel_size(pixel_size_um)
+        entry = self._pick(candidates, size)
+        if entry is not None:
+            return entry
+        pair = f"({organelle}, {_modality_label(modality)})"
+        if not candidates:
+            raise RouteError(
+                f"no model for {pair} in {self._path}: no entry lists '{organelle}' with "
+                f"modality " + (f"{modality!s} or '*'" if modality is not None else "'*'"))
+        ranges = ", ".join(f"{e.name!r} {format_range(e.pixel_size_um_range)} µm"
+                           for e in candidates)
+        if pixel_size_um is None:
+            raise PixelSizeRouteError(
+                f"no model for {pair}: the file states no pixel size, and the entries for it "
+                f"in {self._path} serve only pixel-size ranges ({ranges})")
+        raise PixelSizeRouteError(
+            f"no model for {pair} at {_size_label(pixel_size_um)}: no pixel-size range in "
+            f"{self._path} holds it ({ranges})")
 
     def routes(
-        self, organelles: Iterable[Organelle | str], modality: Modality | str | None
+        self, organelles: Iterable[Organelle | str], modality: Modality | str | None,
+        pixel_size_um: float | Sequence[float] | None = None,
     ) -> dict[ModelEntry, list[Organelle]]:
         """Group the requested organelles by the model that serves them (each model runs once).
 
@@ -174,7 +354,7 @@ class Manifest:
         """
         grouped: dict[ModelEntry, list[Organelle]] = {}
         for organelle in organelles:
-            entry = self.route(organelle, modality)
+            entry = self.route(organelle, modality, pixel_size_um)
             grouped.setdefault(entry, []).append(Organelle(organelle))
         return grouped
 
@@ -183,24 +363,52 @@ class Manifest:
         organelles: Iterable[Organelle] = ORGANELLES,
         modalities: Iterable[Modality] = MODALITIES,
     ) -> list[Route]:
-        """Every (organelle, modality) pair with the model serving it, or None if missing."""
-        rows = []
-        for organelle in organelles:
-            for modality in modalities:
-                try:
-                    entry: ModelEntry | None = self.route(organelle, modality)
-                except RouteError:
-                    entry = None
-                rows.append(Route(Organelle(organelle), Modality(modality), entry))
-        return rows
+        """Every (organelle, modality) pair with the model serving it, one row per range.
+
+        A pair without ranges has one ``"any"`` row; a pair with ranges has one row per
+        stretch of pixel sizes one ranged entry serves, then an ``"other"`` row (the
+        range-less entry, or None).
+        """
+        return [row for organelle in organelles for modality in modalities
+                for row in self._rows(Organelle(organelle), Modality(modality))]
+
+    def _rows(self, organelle: Organelle, modality: Modality) -> list[Route]:
+        candidates = self._candidates(organelle, modality)
+        fallback = self._pick(candidates, None)
+        ranged = [e.pixel_size_um_range for e in candidates if e.pixel_size_um_range]
+        if not ranged:
+            return [Route(organelle, modality, fallback)]
+        # Every range edge splits the axis; the route is constant between consecutive edges
+        # and found at the lower (inclusive) one.
+        edges = sorted({v for r in ranged for v in r if v is not None})
+        stretches: list[list[Any]] = []  # [entry, lo, hi]
+        for lo, hi in zip(edges, [*edges[1:], None], strict=True):
+            entry = self._pick(candidates, lo)
+            if entry is None or entry.pixel_size_um_range is None:
+                continue  # served as "other"
+            if stretches and stretches[-1][0] is entry and stretches[-1][2] == lo:
+                stretches[-1][2] = hi
+            else:
+                stretches.append([entry, lo, hi])
+        rows = [Route(organelle, modality, entry, format_range((lo, hi)))
+                for entry, lo, hi in stretches]
+        return [*rows, Route(organelle, modality, fallback, "other")]
 
 
 def format_routing_table(rows: Sequence[Route]) -> str:
-    """Render routing-table rows as aligned text (``MISSING`` where no model serves)."""
-    lines = [("organelle", "modality", "model")]
-    lines += [(str(r.organelle), str(r.modality), r.model.name if r.model else "MISSING")
-              for r in rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(3)]
+    """Render routing-table rows as aligned text.
+
+    ``MISSING`` where no entry serves the pair at all; ``-`` on an ``other`` row no
+    range-less entry serves (images outside the ranges, or without a pixel size, fail).
+    """
+    def model(row: Route) -> str:
+        if row.model is not None:
+            return row.model.name
+        return "MISSING" if row.missing else "-"
+
+    lines = [("organelle", "modality", "µm/pixel", "model")]
+    lines += [(str(r.organelle), str(r.modality), r.pixel_sizes, model(r)) for r in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
                      for line in lines)
 
@@ -214,11 +422,35 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _one_line(error: ValidationError) -> str:
-    """First validation problem as ``models.0.foo: Extra inputs are not permitted``."""
+_NORM_KINDS = frozenset(("percentile", "zscore", "minmax", "none"))
+
+
+def _one_line(error: ValidationError, raw: Any) -> str:
+    """First validation problem as ``models.0 (nuc).input_norm.low: <problem> (got '2')``.
+
+    The entry's name follows its index when it has one; the union's ``kind`` tag pydantic
+    puts in the location is left out (the entry's ``kind`` says it).
+    """
     first = error.errors()[0]
-    location = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    return f"{location}: {first['msg']}"
+    parts = [str(part) for part in first["loc"]]
+    if "input_norm" in parts:
+        i = parts.index("input_norm") + 1
+        if i < len(parts) and parts[i] in _NORM_KINDS:
+            del parts[i]
+    location = ".".join(parts) or "(top level)"
+    if len(parts) >= 2 and parts[0] == "models":
+        try:
+            name = raw["models"][int(parts[1])]["name"]
+        except (KeyError, IndexError, TypeError, ValueError):
+            name = None
+        if isinstance(name, str) and name:
+            location = ".".join([f"models.{parts[1]} ({name})", *parts[2:]])
+    got = first.get("input")
+    shown = ""
+    if first["type"] != "missing" and not isinstance(got, dict | list):
+        text = repr(got)
+        shown = f" (got {text if len(text) <= 40 else text[:37] + '...'})"
+    return f"{location}: {first['msg']}{shown}"
 
 
 def _check_file(weights_dir: Path, where: str, file: str, expected: str) -> None:
@@ -252,7 +484,7 @@ def load(weights_dir: str | Path) -> Manifest:
     try:
         doc = _ManifestDoc.model_validate(raw)
     except ValidationError as exc:
-        raise ManifestError(f"{path}: {_one_line(exc)}") from None
+        raise ManifestError(f"{path}: {_one_line(exc, raw)}") from None
     for i, entry in enumerate(doc.models):
         _check_file(weights_dir, f"models.{i} ({entry.name})", entry.file, entry.sha256)
         if entry.fp16 is not None:

@@ -1,10 +1,10 @@
 """One 2D image → organelle predictions: routing, normalisation, resampling, TTA, tiling.
 
-For each model the manifest routes the requested organelles to (a model serving several
-organelles runs once), the :class:`Predictor` normalises the image with the model's
-``input_norm``, resamples it to the model's pixel size when the image's differs by more
-than 5 %, predicts it tile by tile (optionally averaged over dihedral transforms) and
-resamples the prediction back onto the input's exact grid.
+For each model the manifest routes the requested organelles to by the image's modality and
+pixel size (a model serving several organelles runs once), the :class:`Predictor` normalises
+the image with the model's ``input_norm``, resamples it to the model's pixel size when the
+image's differs by more than 5 % on an axis, predicts it tile by tile (optionally averaged
+over dihedral transforms) and resamples the prediction back onto the input's exact grid.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from lightmycells.engine import normalize, resample, tiling
+from lightmycells.engine import resample, tiling
 from lightmycells.engine.manifest import Manifest, ModelEntry
 from lightmycells.engine.runtime import OnnxModel, Runtime
 from lightmycells.engine.tta import DIHEDRAL, Transform, predict_tta
-from lightmycells.io.ome import ImageMeta
+from lightmycells.io.ome import ImageError, ImageMeta
 from lightmycells.vocab import ORGANELLES, Organelle
 
 #: Tile strategies: ``auto`` plans the tile shape per image (fully convolutional models),
@@ -87,14 +87,19 @@ class Predictor:
         Raises
         ------
         RouteError
-            When no model serves a requested organelle for ``meta.modality``.
+            When no model serves a requested organelle for ``meta.modality`` and
+            ``meta.pixel_size_um``.
+        ImageError
+            When the image's pixel size would resample it absurdly (see
+            ``resample.check_factors``).
         """
         if image.ndim != 2:
             raise ValueError(f"{meta.name}: expected a 2D (Y, X) image (got shape {image.shape}); "
                              f"reduce z-stacks first")
         wanted = [Organelle(o) for o in organelles]
         out: dict[Organelle, np.ndarray] = {}
-        for entry, served in self.manifest.routes(wanted, meta.modality).items():
+        for entry, served in self.manifest.routes(wanted, meta.modality,
+                                                         meta.pixel_size_um).items():
             pred = self.predict_model(entry, image, meta)  # (C, Y, X)
             for organelle in served:
                 channel = pred[entry.channel(organelle)]
@@ -104,8 +109,8 @@ class Predictor:
     def predict_model(self, entry: ModelEntry, image: np.ndarray, meta: ImageMeta) -> np.ndarray:
         """All output channels of one model for one image: ``(C, Y, X)`` float32."""
         model = self.runtime.model(entry, self.manifest.weights_dir)
-        x, _ = normalize.from_spec(entry.input_norm).before(image)
-        sizes = self._pixel_sizes(entry, meta)
+        sizes = self._pixel_sizes(entry, meta, image.shape)
+        x, _ = entry.input_norm.build().before(image)
         if sizes is not None:
             x = resample.to_pixel_size(x, *sizes)
 
@@ -118,12 +123,25 @@ class Predictor:
             pred = resample.back_to_grid(pred, image.shape, model_um, image_um)
         return pred
 
-    def _pixel_sizes(self, entry: ModelEntry, meta: ImageMeta) -> tuple | None:
-        """(image µm, model µm) when resampling applies, else None."""
+    def _pixel_sizes(self, entry: ModelEntry, meta: ImageMeta,
+                     shape: tuple[int, ...]) -> tuple | None:
+        """(image µm, model µm) when resampling applies, else None.
+
+        Raises
+        ------
+        ImageError
+            When the resampling would be absurd (a wrong pixel size); checked before any
+            work on the image.
+        """
         if not self.resample or entry.pixel_size_um is None or meta.pixel_size_um is None:
             return None
         if not resample.needs_resampling(meta.pixel_size_um, entry.pixel_size_um):
             return None
+        try:
+            resample.check_factors((shape[0], shape[1]), meta.pixel_size_um,
+                                   entry.pixel_size_um)
+        except resample.ResampleError as exc:
+            raise ImageError(f"{exc} (model {entry.name!r})") from None
         return meta.pixel_size_um, entry.pixel_size_um
 
     def _tiled(self, model: OnnxModel, plane: np.ndarray) -> np.ndarray:

@@ -3,13 +3,32 @@
 The focus measure is the normalised variance ``var / mean`` of each plane (Groen, Young &
 Ligthart 1985): the variance of an in-focus transmitted-light image is highest, and dividing
 by the mean keeps a merely brighter plane from winning as easily as with plain variance.
+
+:class:`Trained` is how a model's training reduced its Z-stacks (the manifest's ``zstack``);
+:data:`REDUCTION` maps it to the reduction the container applies to a Z-stack input.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import numpy as np
 
 MODES = ("best", "mip")
+
+
+class Trained(StrEnum):
+    """What a model was trained on (manifest ``zstack``): planes, projections or best planes."""
+
+    PLANE = "plane"  # every plane of a stack is a sample: any in-focus plane is in distribution
+    MIP = "mip"  # the maximum projection of the stack
+    BEST = "best"  # the best-focus plane of the stack
+
+
+#: Reduction of a Z-stack input for a model trained as the key says. A model trained on
+#: single planes gets the sharpest one, the container's default.
+REDUCTION: dict[Trained, str] = {Trained.PLANE: "best", Trained.MIP: "mip",
+                                 Trained.BEST: "best"}
 
 
 def focus_scores(stack: np.ndarray) -> np.ndarray:

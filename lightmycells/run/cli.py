@@ -69,9 +69,10 @@ def build_parser(default_weights: Path) -> argparse.ArgumentParser:
                     help="modality of inputs whose metadata and name do not say (plain TIFFs): "
                     "BF, PC or DIC, also as microscopes write them (Brightfield, Phase "
                     "Contrast, Ph3, Nomarski …), any case")
-    io.add_argument("--zstack", choices=ZSTACK_CHOICES, default="best",
+    io.add_argument("--zstack", choices=ZSTACK_CHOICES,
                     help="Z-stack inputs: sharpest plane, max projection, or every plane "
-                    "(default %(default)s)")
+                    "(default: as each model was trained, the manifest's zstack; best for "
+                    "models trained on single planes)")
     io.add_argument("--summary", type=Path,
                     help="where to write the run's summary (default: OUT/summary.json in batch "
                     "mode, OUT/summary.shard-I-of-N.json for a shard, nowhere in "
@@ -211,12 +212,21 @@ def discover_inputs(settings: Settings) -> Discovery:
 
 
 def check_routes(manifest: Any) -> int:
-    """Print the routing table; 0 when all organelle × modality routes exist, else 2."""
+    """Print the routing table, one row per pixel-size range; 2 when a pair has no model.
+
+    0 when every organelle × modality pair has a model for some pixel size. A pair whose
+    models all serve pixel-size ranges is not missing, but its ``other`` row says ``-``:
+    images without a pixel size, or with one outside the ranges, fail (said under the table).
+    """
     from lightmycells.engine.manifest import format_routing_table
 
     rows = manifest.routing_table(ORGANELLES, MODALITIES)
     print(format_routing_table(rows), flush=True)
-    missing = [f"{r.organelle}/{r.modality}" for r in rows if r.model is None]
+    partial = [f"{r.organelle}/{r.modality}" for r in rows if r.model is None and not r.missing]
+    if partial:
+        print(f"note: {len(partial)} route(s) serve only pixel sizes in their ranges; images "
+              f"without a pixel size or outside them fail: {', '.join(partial)}", flush=True)
+    missing = [f"{r.organelle}/{r.modality}" for r in rows if r.missing]
     if missing:
         print(f"error: {len(missing)} missing route(s): {', '.join(missing)}", file=sys.stderr)
         return EXIT_CONFIG
