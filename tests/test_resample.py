@@ -64,3 +64,90 @@ def test_predictor_resamples_only_when_sizes_differ(tmp_path):
     near = ImageMeta("x", "YX", None, "unknown", (0.102, 0.102))  # within 5 %: untouched
     untouched = predictor.Predictor(m, rt).predict(image, near, ["nucleus"])["nucleus"]
     np.testing.assert_allclose(untouched, normalize.Identity().before(image)[0], atol=1e-5)
+
+
+def _smooth_yx(shape, pixel_um):
+    """:func:`_smooth` on an anisotropic (y, x) grid."""
+    y = (np.arange(shape[0]) + 0.5) * pixel_um[0]
+    x = (np.arange(shape[1]) + 0.5) * pixel_um[1]
+    return (np.sin(y[:, None] / 1.7) * np.cos(x[None, :] / 2.3) + 0.1 * x[None, :]).astype(
+        np.float32)
+
+
+@pytest.mark.parametrize("from_um,to_um", [((0.05, 0.1), 0.1), ((0.1, 0.05), 0.1),
+                                           ((0.05, 0.2), 0.1), ((0.2, 0.1), (0.1, 0.1))])
+def test_anisotropic_pixels_resample_per_axis(from_um, to_um):
+    """An axis that does not shrink gets no smoothing (SimpleITK used to refuse sigma 0)."""
+    image = _smooth_yx((160, 150), from_um)
+    out = resample.to_pixel_size(image, from_um, to_um)
+    to = resample._pair(to_um)
+    assert out.shape == (round(160 * from_um[0] / to[0]), round(150 * from_um[1] / to[1]))
+    expected = _smooth_yx(out.shape, to)
+    inner = (slice(8, -8), slice(8, -8))
+    assert np.abs(out[inner] - expected[inner]).max() < 0.02
+    back = resample.back_to_grid(out, image.shape, to_um, from_um)
+    assert back.shape == image.shape
+    assert np.abs(back - image)[8:-8, 8:-8].max() < 0.02
+
+
+def _disc(shape, pixel_um, radius_um, centre_um):
+    """1 inside a disc of ``radius_um`` (pixel centres), 0 outside."""
+    y = (np.arange(shape[0]) + 0.5) * pixel_um[0] - centre_um[0]
+    x = (np.arange(shape[1]) + 0.5) * pixel_um[1] - centre_um[1]
+    return (y[:, None] ** 2 + x[None, :] ** 2 <= radius_um**2).astype(np.float32)
+
+
+def _radius_um(mask, pixel_um):
+    """Radius in µm of a disc from its area (pixels × pixel area), and its y and x extents."""
+    ys, xs = np.nonzero(mask)
+    area = mask.sum() * pixel_um[0] * pixel_um[1]
+    extent = ((np.ptp(ys) + 1) * pixel_um[0], (np.ptp(xs) + 1) * pixel_um[1])
+    return np.sqrt(area / np.pi), extent
+
+
+@pytest.mark.parametrize("image_um", [(0.065, 0.065), (0.162, 0.162), (0.05, 0.2), (0.2, 0.08)])
+def test_a_disc_keeps_its_physical_radius_there_and_back(image_um):
+    """A 3 µm disc stays 3 µm (to ~half a pixel) on the model's 0.1 µm grid and back."""
+    radius, model_um = 3.0, (0.1, 0.1)
+    shape = (round(12 / image_um[0]), round(12 / image_um[1]))  # a 12 µm field
+    disc = _disc(shape, image_um, radius, (6.0, 6.0))
+    there = resample.to_pixel_size(disc, image_um, model_um)
+    r_there, extent = _radius_um(there > 0.5, model_um)
+    assert abs(r_there - radius) < 0.05  # 0.05 µm = half a model pixel
+    assert all(abs(e - 2 * radius) < 0.2 for e in extent)  # round in µm: not an ellipse
+    back = resample.back_to_grid(there, shape, model_um, image_um)
+    r_back, extent = _radius_um(back > 0.5, image_um)
+    assert abs(r_back - radius) < max(0.05, max(image_um) / 2)
+    assert all(abs(e - 2 * radius) < 2 * max(image_um) for e in extent)
+
+
+@pytest.mark.parametrize("shape,from_um,to_um,match", [
+    ((64, 64), 100.0, 0.1, r"zoom of 1e\+03x, outside \[1/64, 64\]"),  # nm read as µm
+    ((64, 64), (0.1, 0.001), 0.1, r"zoom of 0.01x"),
+    ((2048, 2048), 0.65, 0.1, r"2048x2048 px .* makes 13312x13312 px, over the 128 MP limit"),
+])
+def test_absurd_resampling_is_refused_before_any_work(shape, from_um, to_um, match):
+    with pytest.raises(resample.ResampleError, match=match):
+        resample.check_factors(shape, from_um, to_um)
+    with pytest.raises(resample.ResampleError, match="--no-resample"):
+        resample.to_pixel_size(np.zeros(shape, np.float32), from_um, to_um)
+
+
+def test_limits_leave_real_microscopes_alone():
+    resample.check_factors((2048, 2048), 0.4, 0.1)  # a 20x objective vs a 100x model: 8192²
+    resample.check_factors((2048, 2048), 0.065, 0.65)
+    resample.check_factors((64, 64), 0.1 * 64, 0.1)  # exactly the largest factor
+
+
+def test_predictor_fails_an_absurd_pixel_size_with_one_line(tmp_path):
+    from lightmycells.io.ome import ImageError
+    folder = onnx_models.write_weights(tmp_path / "w", onnx_models.identity_model(1),
+                                       organelles=["nucleus"], pixel_size_um=0.001,
+                                       input_norm={"kind": "none"})
+    p = predictor.Predictor(manifest.load(folder), runtime.Runtime("cpu", threads=1))
+    meta = ImageMeta("x", "YX", None, "unknown", (0.1, 0.1))
+    with pytest.raises(ImageError, match=r"zoom of 100x.*\(model 'all'\)$"):
+        p.predict(np.ones((32, 32), np.float32), meta, ["nucleus"])
+    off = predictor.Predictor(manifest.load(folder), runtime.Runtime("cpu", 1), resample=False)
+    assert off.predict(np.ones((32, 32), np.float32), meta, ["nucleus"])["nucleus"].shape == \
+        (32, 32)
