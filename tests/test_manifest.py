@@ -205,8 +205,8 @@ def _ranged(folder, name, lo_hi, modalities=("BF",), organelles=("nucleus",), **
 
 
 @pytest.mark.parametrize("value,match", [
-    ([0.1, 0.05], "0 < lo < hi"), ([0.1, 0.1], "0 < lo < hi"), ([0, 0.1], "0 < lo < hi"),
-    ([-0.1, None], "0 < lo < hi"), ([0.1], r"\.1: Field required"), ([None, 0.1], "number"),
+    ([0.1, 0.05], "0 <= lo < hi"), ([0.1, 0.1], "0 <= lo < hi"), ([-0.1, None], "0 <= lo < hi"),
+    ([float("nan"), 0.1], "0 <= lo < hi"), ([0.1], r"\.1: Field required"), ([None, 0.1], "number"),
 ])
 def test_bad_ranges_are_refused(tmp_path, value, match):
     onnx_models.write_manifest(tmp_path, [_ranged(tmp_path, "a", value)])
@@ -224,6 +224,15 @@ def test_zstack_key_is_a_closed_choice(tmp_path):
     onnx_models.write_manifest(tmp_path, [dict(entries[0], zstack="sharpest")])
     with pytest.raises(ManifestError, match=r"models\.0 \(a\)\.zstack: .*'plane'.*'sharpest'"):
         manifest.load(tmp_path)
+
+
+def test_open_ended_ranges_are_accepted(tmp_path):
+    entries = [_ranged(tmp_path, "fine", [0, 0.09]), _ranged(tmp_path, "coarse", [0.09, None])]
+    m = manifest.load(onnx_models.write_manifest(tmp_path, entries))
+    assert [m.route("nucleus", "BF", s).name for s in (1e-4, 0.0899, 0.09, 50)] == [
+        "fine", "fine", "coarse", "coarse"]
+    assert [r.pixel_sizes for r in m.routing_table([Organelle.NUCLEUS], [Modality.BF])] == [
+        "[0, 0.09)", "[0.09, ∞)", "other"]
 
 
 @pytest.fixture

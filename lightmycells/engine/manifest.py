@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lightmycells.engine import normalize
-from lightmycells.engine.zstack import Trained
+from lightmycells.engine.zstack import TRAINED, ZStack
 from lightmycells.vocab import MODALITIES, ORGANELLES, Modality, Organelle
 
 MANIFEST_NAME = "manifest.json"
@@ -168,10 +168,10 @@ class ModelEntry(_Strict):
     pixel_size_um: float | None = Field(
         gt=0.0, description="Training pixel size in µm; null turns resampling off.")
     pixel_size_um_range: PixelRange | None = Field(
-        default=None, description="Pixel sizes served, [lo, hi) µm (hi null: no upper "
-        "bound); null or absent: any pixel size, also none.")
-    zstack: Trained = Field(
-        default=Trained.PLANE, description="What the model was trained on: single planes, "
+        default=None, description="Pixel sizes served, [lo, hi) µm (lo 0: no lower bound, "
+        "hi null: no upper bound); null or absent: any pixel size, also none.")
+    zstack: ZStack = Field(
+        default=ZStack.PLANE, description="What the model was trained on: single planes, "
         "maximum projections or best-focus planes of Z-stacks (null: plane).")
     input_norm: InputNorm = Field(description="Input normalisation, told apart by 'kind'.")
     fp16: Fp16Variant | None = Field(default=None, description="Optional float16 variant.")
@@ -188,15 +188,19 @@ class ModelEntry(_Strict):
     @field_validator("zstack", mode="before")
     @classmethod
     def _zstack(cls, value: Any) -> Any:
-        return Trained.PLANE if value is None else value
+        if value is None:
+            return ZStack.PLANE
+        if value not in TRAINED:
+            raise ValueError(f"must be one of {', '.join(map(repr, TRAINED))} (got {value!r})")
+        return value
 
     @field_validator("pixel_size_um_range")
     @classmethod
     def _range(cls, value: PixelRange | None) -> PixelRange | None:
         if value is not None:
             lo, hi = value
-            if not lo > 0 or (hi is not None and not hi > lo):
-                raise ValueError(f"must be [lo, hi) with 0 < lo < hi, or hi null "
+            if not lo >= 0 or (hi is not None and not hi > lo):
+                raise ValueError(f"must be [lo, hi) µm with 0 <= lo < hi, or hi null "
                                  f"(got [{lo}, {hi}])")
         return value
 
