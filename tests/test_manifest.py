@@ -221,9 +221,11 @@ def test_zstack_key_is_a_closed_choice(tmp_path):
         _ranged(tmp_path, "c", False, organelles=("tubulin",))]
     m = manifest.load(onnx_models.write_manifest(tmp_path, entries))
     assert [e.zstack for e in m.models] == ["mip", "plane", "plane"]
-    onnx_models.write_manifest(tmp_path, [dict(entries[0], zstack="sharpest")])
-    with pytest.raises(ManifestError, match=r"models\.0 \(a\)\.zstack: .*'plane'.*'sharpest'"):
-        manifest.load(tmp_path)
+    for bad in ("sharpest", "all"):  # 'all' is an inference choice, not a way to train
+        onnx_models.write_manifest(tmp_path, [dict(entries[0], zstack=bad)])
+        with pytest.raises(ManifestError,
+                           match=rf"models\.0 \(a\)\.zstack: .*'plane'.*\(got '{bad}'\)"):
+            manifest.load(tmp_path)
 
 
 def test_open_ended_ranges_are_accepted(tmp_path):
