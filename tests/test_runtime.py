@@ -2,8 +2,8 @@ import os
 
 import numpy as np
 import onnx
-import pytest
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from lightmycells.engine import manifest, runtime
