@@ -265,3 +265,14 @@ def test_resume_redoes_outputs_without_a_record(resumable, capsys):
     log = resumed(args, capsys)
     assert "written im0_BF.tiff  redone: no record" in log and "skipped im1_BF.tiff" in log
     assert (out / record.RECORD_FOLDER / "im0_BF.tiff.json").is_file()
+
+
+def test_resume_redoes_cut_short_or_missing_outputs(resumable, capsys):
+    args, out = resumable
+    broken = outputs_of(out, "im1_BF.tiff")[Organelle.TUBULIN]
+    broken.write_bytes(broken.read_bytes()[:200])  # as if replaced by a file cut short
+    outputs_of(out, "im0_BF.tiff")[Organelle.ACTIN].unlink()
+    log = resumed(args, capsys)
+    assert "written im0_BF.tiff  redone: output actin is missing" in log
+    assert "written im1_BF.tiff  redone: output tubulin is not the recorded file" in log
+    assert ome.read(broken)[0].shape == (40, 52)

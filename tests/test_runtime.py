@@ -54,6 +54,8 @@ def test_cuda_requested_but_unavailable_is_an_error_not_a_cpu_run(identity_weigh
     entry = manifest.load(identity_weights).models[0]
     with pytest.raises(runtime.DeviceError, match="fell back"):
         runtime.Runtime("cuda").model(entry, identity_weights)
+    with pytest.raises(runtime.DeviceError, match="fell back"):  # the run's test, before images
+        runtime.Runtime("cuda").warm_up(entry, identity_weights)
 
 
 def test_cuda_plan_uses_fp16_variant_and_fixed_shape_cudnn_search(tmp_path):
