@@ -71,7 +71,7 @@ def pixel_settings(args: argparse.Namespace, settings: cli.Settings, manifest: A
         "overlap": args.overlap,
         "resample": not args.no_resample,
         "zstack": args.zstack,
-        "modality": args.modality,
+        "modality": str(args.modality) if args.modality else None,
         "precision": process.precision(manifest, settings.organelles, device),
     }
 

@@ -80,7 +80,10 @@ def _changed_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | N
 
 
 def _changed_input(old: Mapping[str, Any], source: Path) -> str | None:
-    now = _input_state(source)
+    try:
+        now = _input_state(source)
+    except OSError as exc:  # gone since discovery: processing it names the problem
+        return f"input cannot be examined ({type(exc).__name__})"
     if {k: old.get(k) for k in now} == now:
         return None
     return (f"input changed (size {old.get('size')} -> {now['size']}, "
