@@ -12,10 +12,10 @@ ENV DEBIAN_FRONTEND=noninteractive \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 
-# Ubuntu's python3 (3.12); versions float with the base image's security updates.
+# Ubuntu's python3 (3.12) and tini; versions float with the base image's security updates.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv \
+    && apt-get install -y --no-install-recommends python3 python3-venv tini \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv "$VIRTUAL_ENV" \
     && useradd --create-home --no-log-init --uid 10001 --user-group user
@@ -32,4 +32,7 @@ COPY weights/ ./weights/
 
 USER 10001:10001
 
-ENTRYPOINT ["python", "inference.py"]
+# tini as PID 1 forwards `docker stop`'s SIGTERM to python and reaps children: python as
+# PID 1 would get no default signal actions from the kernel. inference.py rolls back the
+# image in progress on SIGTERM and exits 143 (docs/CONTAINER.md).
+ENTRYPOINT ["/usr/bin/tini", "--", "python", "inference.py"]

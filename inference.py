@@ -2,15 +2,18 @@
 
 ``python inference.py`` runs in Grand-Challenge mode (``/input`` → ``/output``);
 ``python inference.py --input IN --output OUT [...]`` runs in batch mode; ``--help`` lists
-the options. Exit codes: 0 all written, 1 some inputs failed, 2 bad usage or configuration.
+the options. Exit codes: 0 all written, 1 some inputs failed, 2 bad usage or configuration
+(a model that does not load or run included), 143 stopped by SIGTERM.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from lightmycells.run import batch, cli
 from lightmycells.vocab import Modality
@@ -37,16 +40,40 @@ def main(argv: Sequence[str], env: Mapping[str, str]) -> int:
                 resample=not args.no_resample, zstack=args.zstack,
                 modality=Modality(args.modality) if args.modality else None,
             )
-        except (RuntimeError, ValueError) as exc:
-            raise cli.ConfigError(f"device {args.device}: {exc}") from None
+        except (RuntimeError, ValueError) as exc:  # the device, or a model failing its test run
+            raise cli.ConfigError(str(exc)) from None
     except cli.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return batch.EXIT_CONFIG
+    records = None if settings.grand_challenge else pixel_settings(args, settings, manifest, device)
     return batch.run(
         discovery, processor, output=settings.output, organelles=settings.organelles,
         shard=settings.shard, resume=args.resume, summary_path=settings.summary,
         settings={"device": device, "weights": str(settings.weights), "tta": args.tta},
+        records=records,
     )
+
+
+def pixel_settings(args: argparse.Namespace, settings: cli.Settings, manifest: Any,
+                   device: str) -> dict[str, Any]:
+    """What changes an output's pixels; ``--resume`` redoes an input when any of it changed.
+
+    The manifest's sha256 covers every model file (the manifest lists their sha256).
+    Threads, batch size and CPU vs CUDA in fp32 change pixels only by float rounding, so
+    they are left out; the float16 variants on CUDA are not rounding, so precision is in.
+    """
+    import process
+    from lightmycells.engine.manifest import MANIFEST_NAME, sha256_file
+
+    return {
+        "manifest_sha256": sha256_file(manifest.weights_dir / MANIFEST_NAME),
+        "tta": args.tta,
+        "overlap": args.overlap,
+        "resample": not args.no_resample,
+        "zstack": args.zstack,
+        "modality": str(args.modality) if args.modality else None,
+        "precision": process.precision(manifest, settings.organelles, device),
+    }
 
 
 if __name__ == "__main__":

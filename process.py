@@ -5,11 +5,12 @@ The algorithm as the container runs it, composed from the package: read the OME-
 predict every organelle (``lightmycells.engine.predictor``: routing, normalisation, tiling,
 ONNX Runtime) and write float32 OME-TIFFs with the input's pixel size. Either every output
 of an image is written or none is: predictions are checked before the first write, and
-outputs already written are removed if a later one fails.
+outputs already written are removed if a later one fails or the run is stopped (SIGTERM).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -169,17 +170,20 @@ def write_all(
     for organelle, prediction in predictions.items():
         if not np.isfinite(prediction).all():
             raise ome.ImageError(f"the {organelle.value} prediction contains NaN or Inf")
-    written: list[Path] = []
+    started: list[Path] = []
     try:
         for organelle, path in outputs.items():
+            # listed before the write: an interruption (SIGTERM raises anywhere, even between
+            # the rename and the return) must still roll this output back
+            started.append(path)
             path.parent.mkdir(parents=True, exist_ok=True)
             prediction = np.asarray(predictions[organelle], dtype=np.float32)
-            written.append(ome.write(path, prediction, channel=organelle.value,
-                                     pixel_size_um=pixel_size_um,
-                                     compression=OUTPUT_COMPRESSION))
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
+            ome.write(path, prediction, channel=organelle.value, pixel_size_um=pixel_size_um,
+                      compression=OUTPUT_COMPRESSION)
+    except BaseException:  # also SIGTERM's Terminated and KeyboardInterrupt
+        for path in started:
+            with contextlib.suppress(OSError):  # e.g. a file where its folder must go
+                path.unlink(missing_ok=True)
         raise
 
 
@@ -196,23 +200,53 @@ def build(
     modality: Modality | None = None,
     zstack: str | None = None,
 ) -> tuple[Processor, str]:
-    """Pick the device and build a :class:`Processor`; imports ONNX Runtime.
+    """Pick the device, load and test every model the run may need, build a :class:`Processor`.
+
+    Imports ONNX Runtime. Every model routed to for ``organelles`` on any modality (files
+    state their own, so any route may be taken) is loaded and run once on a tile now, so
+    that a broken model stops the run before the first image instead of failing each one.
 
     Returns
     -------
     processor, device
-        The processor (each model's session is created once, on first use) and the device
-        actually used (``"cuda"`` or ``"cpu"``).
+        The processor (sessions already created) and the device actually used (``"cuda"``
+        or ``"cpu"``).
 
     Raises
     ------
-    RuntimeError
-        When the requested device cannot be used (``cuda`` without a working CUDA).
+    lightmycells.engine.runtime.DeviceError
+        When the requested device cannot be used (``cuda`` without a working CUDA, or a
+        model's CUDA session falling back to the CPU).
+    lightmycells.engine.runtime.ModelError
+        When a model file does not load or run (one line naming it).
     """
     from lightmycells.engine.predictor import Predictor
     from lightmycells.engine.runtime import Runtime, select_device
 
     chosen = select_device(device)
-    predictor = Predictor(manifest, Runtime(chosen, threads=threads), tta=tta,
-                          batch_size=batch_size, overlap=overlap, resample=resample)
+    runtime = Runtime(chosen, threads=threads)
+    for entry in routed_models(manifest, organelles):
+        runtime.warm_up(entry, manifest.weights_dir)
+    predictor = Predictor(manifest, runtime, tta=tta, batch_size=batch_size, overlap=overlap,
+                          resample=resample)
     return Processor(predictor, manifest, organelles, modality=modality, zstack=zstack), chosen
+
+
+def routed_models(manifest: Any, organelles: Sequence[Organelle]) -> list[Any]:
+    """The manifest entries serving ``organelles`` on some modality (or an unknown one)."""
+    from lightmycells.engine.manifest import RouteError
+
+    entries: dict[str, Any] = {}
+    for organelle in organelles:
+        for modality in (*Modality, None):
+            with contextlib.suppress(RouteError):  # a missing route fails only its images
+                entry = manifest.route(organelle, modality)
+                entries.setdefault(entry.name, entry)
+    return list(entries.values())
+
+
+def precision(manifest: Any, organelles: Sequence[Organelle], device: str) -> str:
+    """``"fp16"`` when a routed model runs its float16 variant (on CUDA), else ``"fp32"``."""
+    fp16 = device == "cuda" and any(
+        entry.fp16 is not None for entry in routed_models(manifest, organelles))
+    return "fp16" if fp16 else "fp32"

@@ -97,7 +97,10 @@ def test_dockerfile_contract():
     words = [w for w, _ in rows]
     base = dict(rows)["FROM"]
     assert re.fullmatch(r"nvidia/cuda:13\.\d+\.\d+-cudnn-runtime-ubuntu\d+\.\d+", base), base
-    assert rows[-1] == ("ENTRYPOINT", '["python", "inference.py"]')
+    # under an init process, so that docker stop's SIGTERM reaches python (exit 143)
+    assert rows[-1] == ("ENTRYPOINT", '["/usr/bin/tini", "--", "python", "inference.py"]')
+    assert any(word == "RUN" and re.search(r"apt-get install [^&]*\btini\b", rest)
+               for word, rest in rows)
     user = [rest for word, rest in rows if word == "USER"]
     assert user and user[-1].split(":")[0] not in ("root", "0")
     assert words.index("USER") > max(i for i, w in enumerate(words) if w == "RUN")

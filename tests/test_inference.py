@@ -1,4 +1,5 @@
-"""The command line: input discovery, output naming, sharding, resume, summary, exit codes.
+"""The command line: input discovery, output naming, sharding, summary, exit codes (resume and
+killed runs: tests/test_run_robustness.py).
 
 End-to-end tests run ``inference.main`` in-process with real tiny ONNX models
 (``tests/onnx_models.py``) through the real engine; one test runs ``inference.py`` as a
@@ -235,27 +236,6 @@ def test_organelle_subset_and_routes(tmp_path, routed_weights):
         np.testing.assert_allclose(nucleus, scale * normalized(image) + offset, atol=1e-3)
         actin, _ = ome.read(outputs_of(out, name + ".tiff")[Organelle.ACTIN])
         np.testing.assert_allclose(actin, 5 * normalized(image) + 50, atol=1e-3)
-
-
-def test_resume_skips_valid_outputs_and_redoes_broken_ones(tmp_path, identity_weights, capsys):
-    for i in range(3):
-        make_input(tmp_path / f"in/im{i}_BF.tiff", seed=i)
-    out = tmp_path / "out"
-    args = ["--input", tmp_path / "in", "--output", out, "--weights", identity_weights,
-            "--device", "cpu"]
-    assert run(args) == 0
-    broken = outputs_of(out, "im1_BF.tiff")[Organelle.TUBULIN]
-    broken.write_bytes(broken.read_bytes()[:200])  # as if the container was killed mid-write
-    outputs_of(out, "im2_BF.tiff")[Organelle.ACTIN].unlink()
-    kept = outputs_of(out, "im0_BF.tiff")[Organelle.NUCLEUS]
-    before = kept.stat().st_mtime_ns
-    capsys.readouterr()
-    assert run([*args, "--resume"]) == 0
-    summary = json.loads((out / "summary.json").read_text())
-    assert (summary["written"], summary["skipped"]) == (2, 1)
-    assert kept.stat().st_mtime_ns == before
-    assert ome.read(broken)[0].shape == (40, 52)
-    assert "skipped im0_BF.tiff" in capsys.readouterr().out
 
 
 def test_shards_from_a_kubernetes_indexed_job_split_the_inputs(tmp_path, identity_weights):

@@ -2,8 +2,9 @@ import os
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from lightmycells.engine import manifest, runtime
 from tests import onnx_models
@@ -12,15 +13,21 @@ CUDA_WORKS = runtime.cuda_status()[0]
 no_gpu = pytest.mark.skipif(CUDA_WORKS, reason="tests the fallback; this machine has CUDA")
 
 
-def test_probe_model_is_the_documented_relu_model():
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [x], [y])
+def test_probe_model_is_the_documented_convolution():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 8, 8])
+    w = numpy_helper.from_array(np.ones((1, 1, 3, 3), np.float32), "w")
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])
+    graph = helper.make_graph([conv], "probe", [x], [y], initializer=[w])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
                               producer_name="")
     model.ir_version = 7
     onnx.checker.check_model(model)
+    # a convolution, so that a CUDA probe loads cuDNN (an element-wise op does not)
     assert model.SerializeToString() == runtime.PROBE_MODEL
+    session = ort.InferenceSession(runtime.PROBE_MODEL, providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {"x": np.ones((1, 1, 8, 8), np.float32)})
+    assert out[0, 0, 0, 0] == 4 and out[0, 0, 3, 3] == 9 and out.sum() == runtime.PROBE_SUM
 
 
 def test_cpu_is_cpu_and_unknown_device_is_rejected():
@@ -47,6 +54,8 @@ def test_cuda_requested_but_unavailable_is_an_error_not_a_cpu_run(identity_weigh
     entry = manifest.load(identity_weights).models[0]
     with pytest.raises(runtime.DeviceError, match="fell back"):
         runtime.Runtime("cuda").model(entry, identity_weights)
+    with pytest.raises(runtime.DeviceError, match="fell back"):  # the run's test, before images
+        runtime.Runtime("cuda").warm_up(entry, identity_weights)
 
 
 def test_cuda_plan_uses_fp16_variant_and_fixed_shape_cudnn_search(tmp_path):
@@ -106,3 +115,19 @@ def test_unloadable_model_file_is_named(identity_weights):
     (identity_weights / "all.onnx").write_bytes(b"not onnx")
     with pytest.raises(RuntimeError, match="all.onnx"):
         runtime.Runtime("cpu", 1).model(entry, identity_weights)
+
+
+def test_warm_up_runs_one_tile_and_names_a_model_that_fails_it(tmp_path):
+    good = onnx_models.write_weights(tmp_path / "good", onnx_models.unet_model(4), name="unet",
+                                     patch=32)
+    rt = runtime.Runtime("cpu", 1)
+    model = rt.warm_up(manifest.load(good).models[0], good)
+    assert model is rt.model(manifest.load(good).models[0], good)  # the session is kept
+    # a UNet of depth 2 needs sizes divisible by 4: a manifest patch of 30 fails its test run
+    bad = onnx_models.write_weights(tmp_path / "bad", onnx_models.unet_model(4), name="unet",
+                                    patch=30)
+    with pytest.raises(runtime.ModelError) as error:
+        runtime.Runtime("cpu", 1).warm_up(manifest.load(bad).models[0], bad)
+    message = str(error.value)
+    assert message.startswith(str(bad / "unet.onnx")) and "30x30 tile" in message
+    assert "\n" not in message

@@ -1,6 +1,6 @@
 """ONNX Runtime sessions: device choice, threads, one cached session per model — the only ORT code.
 
-``select_device("auto")`` creates a tiny CUDA session and runs it, because
+``select_device("auto")`` creates a tiny CUDA convolution session and runs it, because
 ``get_available_providers()`` lists CUDA whenever onnxruntime-gpu is installed, even with no
 GPU or no CUDA libraries, and ORT then falls back to the CPU silently. ``"cuda"`` requested
 but unusable raises :class:`DeviceError`; ``"auto"`` falls back to the CPU and says why in
@@ -46,19 +46,35 @@ _CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 #: (1.0 GB) and saves page faults (docs/BENCHMARKS.md).
 _USE_SHARED_ARENA = ("session.use_env_allocators", "1")
 
-# A one-node ONNX model y = Relu(x) on a float[1], serialised; it is what
-# ``onnx.helper.make_model(make_graph([make_node("Relu", ["x"], ["y"])], "probe", ...))`` at
-# opset 13 produces (tests/test_runtime.py rebuilds it with onnx and compares). Embedded so the
-# inference container does not need the ``onnx`` package just to probe CUDA.
+# A one-node ONNX model y = Conv(x, w): a 3×3 all-ones kernel, padding 1, on a float[1,1,8,8],
+# serialised; it is what ``onnx.helper`` produces at opset 13 (tests/test_runtime.py rebuilds it
+# with onnx and compares). A convolution, not an element-wise op, so that running it on CUDA
+# loads cuDNN: a CUDA runtime without cuDNN passes an element-wise probe and fails on the
+# first real model. Embedded so the inference container does not need the ``onnx`` package.
 PROBE_MODEL = (
-    b"\x08\x07\x12\x00:7\n\x0c\n\x01x\x12\x01y\"\x04Relu\x12\x05probeZ\x0f\n\x01x\x12\n\n\x08"
-    b"\x08\x01\x12\x04\n\x02\x08\x01b\x0f\n\x01y\x12\n\n\x08\x08\x01\x12\x04\n\x02\x08\x01B\x04"
-    b"\n\x00\x10\r"
+    b'\x08\x07\x12\x00:\x9a\x01\n"\n\x01x\n\x01w\x12\x01y"\x04Conv*\x11\n\x04pads@\x01@\x01'
+    b"@\x01@\x01\xa0\x01\x07\x12\x05probe*3\x08\x01\x08\x01\x08\x03\x08\x03\x10\x01B\x01wJ$"
+    + b"\x00\x00\x80?" * 9
+    + b"Z\x1b\n\x01x\x12\x16\n\x14\x08\x01\x12\x10\n\x02\x08\x01\n\x02\x08\x01\n\x02\x08\x08"
+    b"\n\x02\x08\x08b\x1b\n\x01y\x12\x16\n\x14\x08\x01\x12\x10\n\x02\x08\x01\n\x02\x08\x01"
+    b"\n\x02\x08\x08\n\x02\x08\x08B\x04\n\x00\x10\r"
 )
+#: The probe's output on an all-ones input summed: 36 inner pixels see 9 ones, 24 edge
+#: pixels 6, 4 corners 4. A CUDA session that runs but computes garbage fails the probe too.
+PROBE_SUM = 36 * 9 + 24 * 6 + 4 * 4
 
 
 class DeviceError(RuntimeError):
     """The requested device cannot be used; the message says why."""
+
+
+class ModelError(RuntimeError):
+    """A model file cannot be loaded or run; the message (one line) names the file and why."""
+
+
+def _one_line(text: str) -> str:
+    """ONNX Runtime's messages may span lines; a run's error line must not."""
+    return " ".join(str(text).split())
 
 
 @functools.cache
@@ -121,12 +137,16 @@ def cuda_status() -> tuple[bool, str]:
                 PROBE_MODEL, options, providers=[(CUDA_PROVIDER, {"device_id": 0}), CPU_PROVIDER])
             used = session.get_providers()
             if CUDA_PROVIDER in used:
-                session.run(None, {"x": np.zeros(1, np.float32)})
+                (y,) = session.run(None, {"x": np.ones((1, 1, 8, 8), np.float32)})
     except Exception as exc:  # ORT raises its own Fail/RuntimeException types
-        return False, f"creating a CUDA session failed ({type(exc).__name__}: {exc})"
+        return False, _one_line(f"creating or running a CUDA convolution failed "
+                                f"({type(exc).__name__}: {exc})")
     if CUDA_PROVIDER not in used:
         return False, _reason(log)
-    return True, "CUDA session created"
+    if float(y.sum()) != PROBE_SUM:
+        return False, f"a CUDA convolution returned a wrong result (sum {float(y.sum())}, " \
+                      f"expected {PROBE_SUM})"
+    return True, "CUDA session created and a convolution ran"
 
 
 def select_device(requested: str, *, report: Callable[[str], None] = _stderr) -> str:
@@ -256,7 +276,7 @@ class Runtime:
         DeviceError
             On ``"cuda"`` when ORT could not put the session on CUDA (it would silently
             run on the CPU otherwise).
-        RuntimeError
+        ModelError
             When ONNX Runtime cannot load the file, naming it.
         """
         key = (Path(weights_dir).resolve(), entry.name)
@@ -264,14 +284,38 @@ class Runtime:
             self._models[key] = self._load(entry, Path(weights_dir))
         return self._models[key]
 
+    def warm_up(self, entry: ModelEntry, weights_dir: str | Path) -> OnnxModel:
+        """Create ``entry``'s session and run it once on one zero tile of its patch size.
+
+        Called for every model a run may route to before its first image, so that a model
+        that will not load or run stops the run once, with one line, instead of failing
+        every image the same way.
+
+        Raises
+        ------
+        DeviceError
+            As :meth:`model`.
+        ModelError
+            When the file does not load, or the test tile does not run or comes back in the
+            wrong shape; one line naming the file.
+        """
+        model = self.model(entry, weights_dir)
+        tile = model.fixed_tile or (entry.patch, entry.patch)
+        try:
+            model(np.zeros((1, 1, *tile), np.float32))
+        except Exception as exc:  # ORT's exception types are not public API
+            raise ModelError(_one_line(f"{model.file}: a test run on one {tile[0]}x{tile[1]} "
+                                       f"tile failed ({type(exc).__name__}: {exc})")) from None
+        return model
+
     def _load(self, entry: ModelEntry, weights_dir: Path) -> OnnxModel:
         file, providers = session_plan(entry, self.device)
         path = weights_dir / file
         try:
             session = ort.InferenceSession(str(path), self.options(), providers=providers)
         except Exception as exc:  # ORT's exception types are not public API
-            raise RuntimeError(f"{path}: onnxruntime cannot load the model "
-                               f"({type(exc).__name__}: {exc})") from None
+            raise ModelError(_one_line(f"{path}: onnxruntime cannot load the model "
+                                       f"({type(exc).__name__}: {exc})")) from None
         if self.device == "cuda" and CUDA_PROVIDER not in session.get_providers():
             raise DeviceError(f"{path}: the session fell back to {session.get_providers()} "
                               f"although CUDA was selected")

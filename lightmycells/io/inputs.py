@@ -91,7 +91,8 @@ class Discovery:
 def is_input_name(relative: Path) -> bool:
     """True for ``.tif``/``.tiff`` names (any case) outside hidden files and folders.
 
-    Hidden names are temporaries (``ome.write``'s ``.name.pid.tmp``) or tool folders.
+    Hidden names are temporaries (``atomic``'s ``.name.<token>.lmc-tmp``) or tool folders
+    (``OUT/.lightmycells`` records).
     """
     return relative.suffix.lower() in TIFF_SUFFIXES and not any(
         part.startswith(".") for part in relative.parts

@@ -2,43 +2,33 @@
 
 The processor is any callable ``process(source, outputs) -> result`` whose result has
 ``seconds`` and ``describe()`` (``process.Processor`` in the container, a plain function in
-tests); an exception from it fails that input only. ``--resume`` skips inputs whose outputs
-all exist and read back.
+tests); an exception from it fails that input only. Before the first input, temporaries a
+killed run left for this shard's files are removed. With ``records`` (batch mode) each
+finished input gets a record (``lightmycells.run.record``) and ``--resume`` skips an input
+only when its record matches. SIGTERM stops the run after rolling back the current input
+(``lightmycells.run.stop``).
 """
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from lightmycells.io import ome
+from lightmycells.io import atomic, ome
 from lightmycells.io.inputs import Discovery, Job
+from lightmycells.run import record
 from lightmycells.run.runlog import FAILED, SKIPPED, WRITTEN, Outcome, RunLog
 from lightmycells.run.shard import Shard
-from lightmycells.vocab import Organelle
+from lightmycells.run.stop import EXIT_TERMINATED, Terminated, sigterm_raises
+from lightmycells.vocab import ORGANELLES, Organelle
 
 Process = Callable[[Path, Mapping[Organelle, Path]], Any]
-#: Exit codes (DESIGN.md): all written, some inputs failed, bad usage or configuration.
+#: Exit codes (DESIGN.md): all written, some inputs failed, bad usage or configuration;
+#: stopped by SIGTERM is 143.
 EXIT_OK, EXIT_FAILURES, EXIT_CONFIG = 0, 1, 2
-
-
-def has_valid_outputs(outputs: Mapping[Organelle, Path]) -> bool:
-    """True when every output exists and reads back as an image, all of one shape.
-
-    A file cut short by a killed container fails to read and is redone.
-    """
-    shapes = set()
-    for path in outputs.values():
-        if not path.is_file():
-            return False
-        try:
-            array, _ = ome.read(path)
-        except (ome.ImageError, OSError):
-            return False
-        shapes.add(array.shape)
-    return len(shapes) == 1
 
 
 def run(
@@ -51,8 +41,11 @@ def run(
     resume: bool = False,
     summary_path: Path | None = None,
     settings: Mapping[str, Any] | None = None,
+    records: Mapping[str, Any] | None = None,
 ) -> int:
-    """Process this shard's inputs; return the exit code (0 all written or skipped, 1 failures).
+    """Process this shard's inputs; return the exit code (0, 1, or 143 after SIGTERM).
+
+    0: all written or skipped; 1: some inputs failed; 143: stopped by SIGTERM.
 
     Parameters
     ----------
@@ -67,11 +60,14 @@ def run(
     shard:
         Which part of the inputs this process handles (None: all).
     resume:
-        Skip inputs whose outputs are already valid.
+        Skip inputs whose record matches ``records`` and whose outputs are the recorded ones.
     summary_path:
         Where to write the summary JSON, or None.
     settings:
         Extra fields for the summary (device, weights …).
+    records:
+        The settings that change pixels, written into each input's record (None: write no
+        records, as in Grand-Challenge mode; ``--resume`` then redoes every input).
     """
     shard = shard or Shard()
     output.mkdir(parents=True, exist_ok=True)
@@ -90,25 +86,72 @@ def run(
     )
     print(f"lightmycells: {found} input(s) under {discovery.root} ({discovery.layout} layout); "
           f"shard {shard}: {log.total}; organelles {','.join(organelles)}", flush=True)
+    removed = remove_leftovers(output, jobs, summary_path)
+    if removed:
+        print(f"lightmycells: removed {removed} temporary file(s) left under {output} by an "
+              f"interrupted run", flush=True)
     for source, problem in failures:
         log.add(Outcome(source, FAILED, detail=problem))
-    for job in jobs:
-        log.add(_one(job, process, output, organelles, resume))
+    current: Job | None = None
+    try:
+        with sigterm_raises():
+            for current in jobs:
+                log.add(_one(current, process, output, organelles, resume, records))
+    except Terminated:
+        log.settings = {**log.settings, "terminated": True}
+        log.finish(summary_path)
+        name = current.source if current is not None else "none"
+        print(f"stopped by SIGTERM: {len(log.outcomes)} of {log.total} input(s) done, the one "
+              f"in progress ({name}) rolled back; rerun with --resume to continue",
+              file=sys.stderr, flush=True)
+        return EXIT_TERMINATED
     log.finish(summary_path)
     return EXIT_FAILURES if log.count(FAILED) else EXIT_OK
 
 
+def remove_leftovers(output: Path, jobs: Iterable[Job], summary_path: Path | None) -> int:
+    """Remove temporaries a killed run left for this shard's files; return how many.
+
+    Only temporaries of files this shard owns (its inputs' outputs and records, its
+    summary) are touched: shards sharing an output folder may be writing theirs right now.
+    """
+    owned = {summary_path} if summary_path is not None else set()
+    for job in jobs:
+        owned.update(job.outputs(output, ORGANELLES).values())
+        owned.add(record.path(output, job))
+    folders = [output / "images", output / record.RECORD_FOLDER]
+    found = [tmp for folder in folders for tmp, final in atomic.leftovers(folder)
+             if final in owned]
+    if summary_path is not None:
+        found += [tmp for tmp in summary_path.parent.glob(f".{summary_path.name}.*")
+                  if atomic.final_name(tmp) == summary_path]
+    for tmp in found:
+        tmp.unlink(missing_ok=True)
+    return len(found)
+
+
 def _one(job: Job, process: Process, output: Path, organelles: tuple[Organelle, ...],
-         resume: bool) -> Outcome:
+         resume: bool, records: Mapping[str, Any] | None) -> Outcome:
     outputs = job.outputs(output, organelles)
+    record_path = record.path(output, job)
     started = time.perf_counter()
-    if resume and has_valid_outputs(outputs):
-        return Outcome(job.source, SKIPPED, detail="outputs exist and read back")
+    redo = ""
+    if resume:
+        why = ("no records in Grand-Challenge mode" if records is None
+               else record.why_redo(record_path, records, job.source, outputs))
+        if why is None:
+            return Outcome(job.source, SKIPPED, detail="record matches; outputs kept")
+        if record_path.exists() or any(p.exists() for p in outputs.values()):
+            redo = f"redone: {why}  "  # (inputs never written before are just written)
     try:
+        # no record may vouch for an output set that is being rewritten
+        record_path.unlink(missing_ok=True)
         result = process(job.source, outputs)
+        if records is not None:
+            record.write(record_path, records, job.source, outputs)
     except Exception as exc:  # one bad image must not stop a run over thousands
         return Outcome(job.source, FAILED, time.perf_counter() - started, _one_line(exc))
-    return Outcome(job.source, WRITTEN, result.seconds, result.describe())
+    return Outcome(job.source, WRITTEN, result.seconds, redo + result.describe())
 
 
 def _one_line(exc: Exception) -> str:

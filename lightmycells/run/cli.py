@@ -100,7 +100,9 @@ def build_parser(default_weights: Path) -> argparse.ArgumentParser:
                      "JOB_COMPLETION_INDEX/JOB_COMPLETIONS or SLURM_ARRAY_TASK_ID/"
                      "SLURM_ARRAY_TASK_COUNT")
     run.add_argument("--resume", action="store_true",
-                     help="skip inputs whose outputs exist and read back valid")
+                     help="skip inputs whose outputs were made with these weights and settings "
+                     "from the input as it is now (their record in OUT/.lightmycells says so); "
+                     "redo the others, saying why")
     return parser
 
 

@@ -30,7 +30,7 @@ class Outcome:
     source:
         The input file.
     status:
-        ``"written"``, ``"skipped"`` (``--resume`` found valid outputs) or ``"failed"``.
+        ``"written"``, ``"skipped"`` (``--resume`` found a matching record) or ``"failed"``.
     seconds:
         Wall time spent on this input.
     detail:
