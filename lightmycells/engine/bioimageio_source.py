@@ -90,8 +90,11 @@ def _yaml_name(names: Sequence[str]) -> str | None:
 
 
 def is_package(path: str | Path) -> bool:
-    """Whether ``path`` is a bioimage.io package: a zip, a description file, or a folder
-    holding a description and no ``manifest.json`` (a weights folder wins)."""
+    """Whether ``path`` is a bioimage.io package.
+
+    That is a zip, a description file, or a folder holding a description and no
+    ``manifest.json`` (a weights folder wins).
+    """
     path = Path(path)
     if path.is_file():
         return zipfile.is_zipfile(path) or _yaml_name([path.name]) is not None

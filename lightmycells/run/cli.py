@@ -185,9 +185,11 @@ def check_folders(settings: Settings) -> None:
 def load_manifest(
     weights: Path, organelles: tuple[Organelle, ...] | None = None, modality: str | None = None
 ) -> Any:
-    """Load ``weights/manifest.json``, or a bioimage.io package as a one-model manifest
-    (``organelles``/``modality``: what the command line says, for packages that do not);
-    a broken one is a configuration error."""
+    """Load ``weights/manifest.json``, or a bioimage.io package as a one-model manifest.
+
+    ``organelles``/``modality``: what the command line says, for packages that do not. A
+    broken manifest or package is a configuration error.
+    """
     from lightmycells.engine import bioimageio_source, manifest
 
     try:

@@ -11,8 +11,11 @@ format BiaPy, CAREamics, ilastik, deepImageJ and QuPath read):
   pre-processing (percentile → ``scale_range`` per sample; zscore →
   ``zero_mean_unit_variance``; minmax → ``scale_range`` 0/100; none → nothing);
 - one output ``(batch, channel, y, x)``, one channel per organelle, the same size as the input,
-  with a halo of half the tile overlap the container uses; no post-processing: like the
-  container, the package returns the model's percentile-normalised fluorescence;
+  no halo unless asked for (``halo``: bioimage.io tools pad the whole input by the halo
+  before its normalisation, which shifts the percentiles: with a 32 px halo
+  ``bioimageio.core``'s prediction of the bundled 256² sample has PCC 0.905 with the
+  container's, without one it is the same to 1e-7); no post-processing: like the container,
+  the package returns the model's percentile-normalised fluorescence;
 - test tensors made from a bundled sample: the input is a crop of the sample in its own
   units, the output is what this project's engine predicts for it (the manifest's
   normalisation, then ONNX Runtime on the CPU), so the validator's check compares
@@ -27,11 +30,11 @@ format BiaPy, CAREamics, ilastik, deepImageJ and QuPath read):
 from __future__ import annotations
 
 import argparse
-import math
 import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,9 +104,13 @@ class ModelCard(BaseModel):
     citations: tuple[Citation, ...] = Field(default=SEED_CITATIONS, min_length=1)
     training_data: str = Field(min_length=1, description="What the model was trained on.")
     limitations: str = Field(min_length=1, description="Where the model must not be trusted.")
-    details: str = Field(default="", description="Extra markdown for the README (training, "
-                         "evaluation figures).")
+    details: str = Field(default="", description="Extra markdown for the README's training "
+                         "section (architecture, steps).")
+    evaluation: str = Field(default="not measured", description="Markdown for the README's "
+                            "Validation section: held-out figures, with the command.")
     tags: tuple[str, ...] = Field(default=(), description="Extra tags.")
+    maintainers: tuple[str, ...] = Field(default=(), description="GitHub user names of the "
+                                         "maintainers (bioimage.io asks for one to upload).")
     version: str = Field(default="0.1.0", description="Package version (SemVer).")
 
 
@@ -137,8 +144,10 @@ def _runs(session: Any, height: int, width: int, channels: int) -> bool:
 
 
 def probe_sizes(session: Any, channels: int) -> tuple[int, int]:
-    """(min, step) of the sizes the model accepts: the smallest power-of-two step that runs
-    at 3·step × 5·step, and the smallest multiple of it that runs as a square.
+    """(min, step) of the sizes the model accepts.
+
+    The step is the smallest power of two at which the model runs at 3·step × 5·step, the
+    minimum the smallest multiple of it that runs as a square.
 
     Raises
     ------
@@ -160,29 +169,38 @@ def _crop(image: np.ndarray, edge: int) -> np.ndarray:
     return image[top:top + edge, left:left + edge]
 
 
-def test_edge(shape: tuple[int, int], minimum: int, step: int, halo: int) -> int:
-    """Largest valid size ``min + n·step`` ≤ the sample and ``MAX_TEST_EDGE``, > 2·halo."""
-    limit = min(min(shape), MAX_TEST_EDGE)
-    if limit < minimum:
-        raise PackageError(f"the sample is {shape[0]}x{shape[1]} px; the model needs "
-                           f"at least {minimum} px per side")
-    edge = minimum + (limit - minimum) // step * step
-    if edge <= 2 * halo:
-        raise PackageError(f"test tensor edge {edge} px leaves nothing inside the halo "
-                           f"({halo} px per side); use a larger sample")
-    return edge
+@dataclass(frozen=True)
+class Sizes:
+    """The package's spatial sizes: inputs ``min + n·step`` px per side, output ``halo``."""
+
+    min: int
+    step: int
+    halo: int
+
+    def test_edge(self, shape: tuple[int, ...]) -> int:
+        """Largest valid size ≤ the sample and ``MAX_TEST_EDGE``."""
+        limit = min(min(shape), MAX_TEST_EDGE)
+        if limit < self.min:
+            raise PackageError(f"the sample is {shape[0]}x{shape[1]} px; the package needs "
+                               f"at least {self.min} px per side")
+        return self.min + (limit - self.min) // self.step * self.step
+
+
+def sizes_for(session: Any, channels: int, halo: int) -> Sizes:
+    """The probed sizes, the minimum raised until a tile keeps pixels inside its halo."""
+    if halo < 0:
+        raise PackageError(f"halo must be ≥ 0 px (got {halo})")
+    minimum, step = probe_sizes(session, channels)
+    while minimum <= 2 * halo:
+        minimum += step
+    return Sizes(minimum, step, halo)
 
 
 def predict_native(session: Any, entry: ModelEntry, image: np.ndarray) -> np.ndarray:
-    """This project's prediction for a whole ``(Y, X)`` image in one call: ``(1, C, Y, X)``."""
+    """The lightmycells prediction for a whole ``(Y, X)`` image in one call: ``(1, C, Y, X)``."""
     x, _ = normalize.from_spec(entry.input_norm).before(image)
     name = session.get_inputs()[0].name
     return session.run(None, {name: x[None, None].astype(np.float32)})[0].astype(np.float32)
-
-
-def halo_pixels(entry: ModelEntry) -> int:
-    """Half the tile overlap the container uses: what to crop from each side of a tile."""
-    return math.ceil(round(entry.overlap * entry.patch, 6)) // 2
 
 
 # --- the format's pre-processing for each manifest normalisation (registry by kind) ---
@@ -223,11 +241,11 @@ def _space_axes(entry: ModelEntry) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def inputs_outputs(
-    entry: ModelEntry, minimum: int, step: int, test_in: str, test_out: str
+    entry: ModelEntry, sizes: Sizes, test_in: str, test_out: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The ``inputs`` and ``outputs`` of the model description (plain YAML values)."""
     y_axis, x_axis = _space_axes(entry)
-    size = {"min": minimum, "step": step}
+    size = {"min": sizes.min, "step": sizes.step}
     inputs = [{
         "id": "input",
         "description": "transmitted-light image (BF, PC or DIC) in its own units",
@@ -235,12 +253,12 @@ def inputs_outputs(
                  {"type": "channel", "channel_names": [INPUT_CHANNEL]},
                  {**y_axis, "size": size}, {**x_axis, "size": size}],
         "test_tensor": {"source": test_in},
+        "sample_tensor": {"source": "sample_input.tif"},
         "data": {"type": "float32"},
         "preprocessing": PREPROCESSING[entry.input_norm["kind"]](dict(entry.input_norm)),
     }]
-    halo = halo_pixels(entry)
     out_space = [{**axis, "size": {"tensor_id": "input", "axis_id": axis["id"]},
-                  **({"halo": halo} if halo else {})} for axis in (y_axis, x_axis)]
+                  **({"halo": sizes.halo} if sizes.halo else {})} for axis in (y_axis, x_axis)]
     outputs = [{
         "id": "output",
         "description": "predicted fluorescence, percentile-normalised units, one channel "
@@ -249,6 +267,7 @@ def inputs_outputs(
                  {"type": "channel", "channel_names": [str(o) for o in entry.organelles]},
                  *out_space],
         "test_tensor": {"source": test_out},
+        "sample_tensor": {"source": "sample_output.tif"},
         "data": {"type": "float32"},
     }]
     return inputs, outputs
@@ -269,13 +288,15 @@ def cover_image(image: np.ndarray, prediction: np.ndarray) -> np.ndarray:
     return np.concatenate(scaled, axis=1)
 
 
-def readme(entry: ModelEntry, card: ModelCard, minimum: int, step: int) -> str:
+def readme(entry: ModelEntry, card: ModelCard, sizes: Sizes) -> str:
     """The package's model card (markdown)."""
     organelles = ", ".join(str(o) for o in entry.organelles)
     modalities = ("BF, PC and DIC" if ("*" in entry.modalities
                   or set(entry.modalities) == set(MODALITIES)) else ", ".join(entry.modalities))
     pixel = (f"{entry.pixel_size_um} µm (resample other images to it)" if entry.pixel_size_um
              else "none: the model was trained across pixel sizes and the image is used as it is")
+    halo_text = (f"{sizes.halo} px (tools pad the input by it before normalising)"
+                 if sizes.halo else "none (a whole image predicts as in the container)")
     norm = entry.input_norm
     norm_text = {
         "percentile": f"per image, `(x - p{norm.get('low')}) / (p{norm.get('high')} - "
@@ -299,9 +320,9 @@ def readme(entry: ModelEntry, card: ModelCard, minimum: int, step: int) -> str:
 - Task: in-silico labelling. One 2D transmitted-light image ({modalities}) in, predicted
   fluorescence of **{organelles}** out (one output channel each, same size as the input).
 - Architecture and weights: `{entry.name}` of the lightmycells project, ONNX.
-- Input sizes: `{minimum} + n·{step}` px per side; larger images are tiled (the lightmycells
-  container uses {entry.patch}² tiles with {entry.overlap:g} overlap and Hann blending; the
-  output axes carry a halo of {halo_pixels(entry)} px for tiling consumers).
+- Input sizes: `{sizes.min} + n·{sizes.step}` px per side; output halo: {halo_text}. The
+  lightmycells container tiles large images ({entry.patch}² tiles or larger, overlap
+  {entry.overlap:g} of {entry.patch}, Hann blending).
 - Pixel size: {pixel}.
 - Pre-processing: {norm_text}.
 - Post-processing: none. The output is in percentile-normalised fluorescence units (the
@@ -313,6 +334,15 @@ def readme(entry: ModelEntry, card: ModelCard, minimum: int, step: int) -> str:
 {card.training_data}
 
 {card.details}
+
+## Validation
+
+The package passes `bioimageio.core`'s test on the CPU (ONNX Runtime): its test output is
+what the lightmycells engine predicts for the test input (the same normalisation, then ONNX
+Runtime), and `bioimageio.core` reproduces it from the test input with its own
+pre-processing.
+
+{card.evaluation}
 
 ## Run it
 
@@ -339,34 +369,31 @@ python inference.py --input IN --output OUT --weights PACKAGE.zip
 
 
 def _write_files(
-    entry: ModelEntry, session: Any, sample: Path, card: ModelCard, folder: Path
-) -> dict[str, Any]:
-    """Write the test tensors, the cover and the README into ``folder``; size facts back."""
+    entry: ModelEntry, session: Any, sample: Path, card: ModelCard, folder: Path, sizes: Sizes
+) -> None:
+    """Write the test and sample tensors, the cover and the README into ``folder``."""
     image, _ = ome.read(sample)
     if image.ndim == 3:  # a Z-stack: its middle plane
         image = image[image.shape[0] // 2]
-    minimum, step = probe_sizes(session, len(entry.organelles))
-    while minimum <= 2 * halo_pixels(entry):  # a tile must keep pixels inside its halo
-        minimum += step
-    edge = test_edge(image.shape, minimum, step, halo_pixels(entry))
+    edge = sizes.test_edge(image.shape)
     crop = np.ascontiguousarray(_crop(image, edge), np.float32)
     prediction = predict_native(session, entry, crop)
     np.save(folder / "test_input.npy", crop[None, None])
     np.save(folder / "test_output.npy", prediction)
+    import tifffile
+
+    tifffile.imwrite(folder / "sample_input.tif", _crop(image, edge))  # in its own dtype
+    tifffile.imwrite(folder / "sample_output.tif", prediction[0])  # (C, Y, X)
     import matplotlib.image
 
     matplotlib.image.imsave(folder / "cover.png", cover_image(crop, prediction), cmap="gray",
                             vmin=0.0, vmax=1.0)
-    (folder / "README.md").write_text(readme(entry, card, minimum, step), encoding="utf-8")
-    return {"min": minimum, "step": step}
+    (folder / "README.md").write_text(readme(entry, card, sizes), encoding="utf-8")
 
 
-def description(
-    entry: ModelEntry, card: ModelCard, opset: int, sizes: dict[str, Any]
-) -> dict[str, Any]:
+def description(entry: ModelEntry, card: ModelCard, opset: int, sizes: Sizes) -> dict[str, Any]:
     """The ``rdf.yaml`` content (model description format 0.5) for files written beside it."""
-    inputs, outputs = inputs_outputs(entry, sizes["min"], sizes["step"], "test_input.npy",
-                                     "test_output.npy")
+    inputs, outputs = inputs_outputs(entry, sizes, "test_input.npy", "test_output.npy")
     organelle_tags = {"nucleus": "nuclei", "mitochondria": "mitochondria"}
     tags = ["in-silico-labeling", "transmission-light-microscopy",
             "fluorescence-light-microscopy", "2d", "cells", "unet", "pytorch", "onnx",
@@ -376,6 +403,8 @@ def description(
         "type": "model", "format_version": "0.5.12", "name": card.name,
         "description": card.description, "version": card.version,
         "authors": [{"name": a} for a in card.authors],
+        **({"maintainers": [{"github_user": m} for m in card.maintainers]}
+           if card.maintainers else {}),
         "cite": [c.model_dump() for c in card.citations],
         "license": card.license,
         "documentation": {"source": "README.md"},
@@ -405,9 +434,12 @@ def onnx_opset(path: Path) -> int:
 
 def export_package(
     weights_dir: str | Path, model: str, out: str | Path, card: ModelCard,
-    *, sample: str | Path = DEFAULT_SAMPLE,
+    *, sample: str | Path = DEFAULT_SAMPLE, halo: int = 0,
 ) -> Path:
     """Write the bioimage.io package (a ``.zip``) of one manifest model.
+
+    ``halo``: pixels tiling tools crop from each side of a tile's output (0: none; see the
+    module docstring for what a halo costs).
 
     Raises
     ------
@@ -432,7 +464,8 @@ def export_package(
         folder = Path(tmp) / "package"
         folder.mkdir()
         shutil.copyfile(onnx_path, folder / "weights.onnx")
-        sizes = _write_files(entry, session, Path(sample), card, folder)
+        sizes = sizes_for(session, len(entry.organelles), halo)
+        _write_files(entry, session, Path(sample), card, folder, sizes)
         content = description(entry, card, onnx_opset(onnx_path), sizes)
         with ValidationContext(root=folder, perform_io_checks=True):
             descr = build_description(content)
@@ -485,6 +518,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--license", default="BSD-3-Clause", help="SPDX id (default %(default)s)")
     parser.add_argument("--training-data", required=True, help="what the model was trained on")
     parser.add_argument("--limitations", required=True, help="where it must not be trusted")
+    parser.add_argument("--halo", type=int, default=0,
+                        help="output halo in px for tiling tools (default %(default)s: none)")
     parser.add_argument("--no-validate", action="store_true", help="skip bioimageio.core's test")
     args = parser.parse_args(argv)
     card = ModelCard(name=args.name or f"lightmycells {args.model}",
@@ -492,7 +527,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                      authors=tuple(args.author), license=args.license,
                      training_data=args.training_data, limitations=args.limitations)
     try:
-        path = export_package(args.weights, args.model, args.out, card, sample=args.sample)
+        path = export_package(args.weights, args.model, args.out, card, sample=args.sample,
+                              halo=args.halo)
     except (PackageError, manifest.ManifestError, ome.ImageError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
