@@ -291,7 +291,7 @@ def cover_image(image: np.ndarray, prediction: np.ndarray) -> np.ndarray:
 def readme(entry: ModelEntry, card: ModelCard, sizes: Sizes) -> str:
     """The package's model card (markdown)."""
     organelles = ", ".join(str(o) for o in entry.organelles)
-    modalities = ("BF, PC and DIC" if ("*" in entry.modalities
+    modalities = ("BF, PC or DIC" if ("*" in entry.modalities
                   or set(entry.modalities) == set(MODALITIES)) else ", ".join(entry.modalities))
     pixel = (f"{entry.pixel_size_um} µm (resample other images to it)" if entry.pixel_size_um
              else "none: the model was trained across pixel sizes and the image is used as it is")
@@ -349,7 +349,8 @@ pre-processing.
 With `bioimageio.core` (any tool that reads bioimage.io packages works the same way):
 
 ```bash
-bioimageio predict --inputs image.npy PACKAGE.zip
+bioimageio predict PACKAGE.zip --inputs image.npy --outputs prediction.npy \
+    --devices '["CPUExecutionProvider"]'
 ```
 
 With the lightmycells container (OME-TIFF in, OME-TIFF out, tiling for large images):
