@@ -228,6 +228,13 @@ def test_refused_package_exits_2_with_one_line(package, tmp_path, capsys, change
     assert not out.exists()
 
 
+def test_missing_package_is_named(tmp_path, capsys):
+    assert run("--weights", tmp_path / "model.zip", "--check") == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {tmp_path / 'model.zip'}: no such package (expected a bioimage.io zip, "
+        f"folder or rdf.yaml)")
+
+
 def test_zip_without_description_is_not_a_package(tmp_path, capsys):
     bad = tmp_path / "model.zip"
     with zipfile.ZipFile(bad, "w") as z:

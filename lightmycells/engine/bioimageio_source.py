@@ -96,6 +96,8 @@ def is_package(path: str | Path) -> bool:
     ``manifest.json`` (a weights folder wins).
     """
     path = Path(path)
+    if not path.exists():  # say "no such package" rather than "no manifest.json in it"
+        return path.suffix == ".zip" or _yaml_name([path.name]) is not None
     if path.is_file():
         return zipfile.is_zipfile(path) or _yaml_name([path.name]) is not None
     if path.is_dir() and not (path / MANIFEST_NAME).exists():
@@ -120,6 +122,11 @@ class _Package:
         if yaml_name is None:
             raise PackageError(f"{path}: not a bioimage.io package (no {' / '.join(YAML_NAMES)})")
         self.yaml_name = yaml_name
+
+    def close(self) -> None:
+        """Close the zip file, if any (extracted files stay until the process exits)."""
+        if self.zip is not None:
+            self.zip.close()
 
     def has(self, name: str) -> bool:
         if self.zip is not None:
@@ -407,11 +414,23 @@ def load(
         One line naming the package and why the container cannot serve it.
     """
     path = Path(path)
+    if not path.exists():
+        raise _fail(path, "no such package (expected a bioimage.io zip, folder or rdf.yaml)")
     try:
         package = _Package(path)
         doc = yaml.safe_load(package.read_text(package.yaml_name))
     except (OSError, zipfile.BadZipFile, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise _fail(path, f"unreadable package ({type(exc).__name__}: {exc})") from None
+    try:
+        return _manifest(path, package, doc, organelles, modality)
+    finally:
+        package.close()
+
+
+def _manifest(
+    path: Path, package: _Package, doc: Any, organelles: Sequence[Organelle] | None,
+    modality: Modality | None,
+) -> Manifest:
     if not isinstance(doc, dict):
         raise _fail(path, f"{package.yaml_name} is not a YAML mapping")
     try:
