@@ -26,7 +26,7 @@ def main(argv: Sequence[str], env: Mapping[str, str]) -> int:
     args = cli.build_parser(WEIGHTS).parse_args(argv)  # exits 2 on bad usage
     try:
         settings = cli.settings_from(args, env)
-        manifest = cli.load_manifest(settings.weights)
+        manifest, settings = cli.load_models(settings, args)
         if args.check:
             return cli.check_routes(manifest)
         cli.check_folders(settings)

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,9 @@ def build_parser(default_weights: Path) -> argparse.ArgumentParser:
                     "Grand-Challenge mode)")
     model = parser.add_argument_group("model and runtime")
     model.add_argument("--weights", type=Path, default=default_weights,
-                       help="folder with manifest.json and the ONNX models (default %(default)s)")
+                       help="folder with manifest.json and the ONNX models, or a bioimage.io "
+                       "model package (.zip, folder or rdf.yaml; docs/BIOIMAGEIO.md) "
+                       "(default %(default)s)")
     model.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                        help="auto: CUDA when a CUDA session really works, else the CPU (said in "
                        "one line); cuda: fail rather than fall back (default %(default)s)")
@@ -183,14 +185,39 @@ def check_folders(settings: Settings) -> None:
                           f"(no write permission on {existing})")
 
 
-def load_manifest(weights: Path) -> Any:
-    """Load ``weights/manifest.json``; a broken one is a configuration error."""
-    from lightmycells.engine import manifest
+def load_manifest(
+    weights: Path, organelles: tuple[Organelle, ...] | None = None, modality: str | None = None
+) -> Any:
+    """Load ``weights/manifest.json``, or a bioimage.io package as a one-model manifest.
+
+    ``organelles``/``modality``: what the command line says, for packages that do not. A
+    broken manifest or package is a configuration error.
+    """
+    from lightmycells.engine import bioimageio_source, manifest
 
     try:
+        if bioimageio_source.is_package(weights):
+            return bioimageio_source.load(
+                weights, organelles=organelles, modality=Modality(modality) if modality else None)
         return manifest.load(weights)
     except (manifest.ManifestError, OSError, ValueError) as exc:
         raise ConfigError(str(exc)) from None  # names the manifest or model file already
+
+
+def load_models(settings: Settings, args: argparse.Namespace) -> tuple[Any, Settings]:
+    """The manifest, and the settings with a package's organelles when none were asked for.
+
+    A bioimage.io package serves the organelles it names; without ``--organelles`` the run
+    predicts those (not all four, which would fail on every image).
+    """
+    from lightmycells.engine import bioimageio_source
+
+    explicit = args.organelles != ",".join(ORGANELLES)
+    manifest = load_manifest(settings.weights, settings.organelles if explicit else None,
+                             args.modality)
+    if explicit or not isinstance(manifest, bioimageio_source.PackageManifest):
+        return manifest, settings
+    return manifest, replace(settings, organelles=bioimageio_source.served_organelles(manifest))
 
 
 def discover_inputs(settings: Settings) -> Discovery:
