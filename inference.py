@@ -58,15 +58,13 @@ def pixel_settings(args: argparse.Namespace, settings: cli.Settings, manifest: A
                    device: str) -> dict[str, Any]:
     """What changes an output's pixels; ``--resume`` redoes an input when any of it changed.
 
-    The manifest's sha256 covers every model file (the manifest lists their sha256).
+    The manifest's fingerprint covers every model file (entries carry their sha256).
     Threads, batch size and CPU vs CUDA in fp32 change pixels only by float rounding, so
     they are left out; the float16 variants on CUDA are not rounding, so precision is in.
     """
     import process
-    from lightmycells.engine.manifest import MANIFEST_NAME, sha256_file
-
     return {
-        "manifest_sha256": sha256_file(manifest.weights_dir / MANIFEST_NAME),
+        "manifest_sha256": manifest.fingerprint(),
         "tta": args.tta,
         "overlap": args.overlap,
         "resample": not args.no_resample,

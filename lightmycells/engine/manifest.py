@@ -263,6 +263,15 @@ class Manifest:
         self.models = tuple(models)
         self._check_routes_unambiguous()
 
+    def fingerprint(self) -> str:
+        """sha256 of every entry as validated — files' sha256 included — in file order.
+
+        What ``--resume`` compares: it changes when any model file or any setting of an
+        entry changes, whether the manifest came from ``manifest.json`` or a package.
+        """
+        entries = [m.model_dump(mode="json") for m in self.models]
+        return hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
+
     def _check_routes_unambiguous(self) -> None:
         names = [m.name for m in self.models]
         for name in names:

@@ -198,7 +198,7 @@ def sizes_for(session: Any, channels: int, halo: int) -> Sizes:
 
 def predict_native(session: Any, entry: ModelEntry, image: np.ndarray) -> np.ndarray:
     """The lightmycells prediction for a whole ``(Y, X)`` image in one call: ``(1, C, Y, X)``."""
-    x, _ = normalize.from_spec(entry.input_norm).before(image)
+    x, _ = entry.input_norm.build().before(image)
     name = session.get_inputs()[0].name
     return session.run(None, {name: x[None, None].astype(np.float32)})[0].astype(np.float32)
 
@@ -255,7 +255,7 @@ def inputs_outputs(
         "test_tensor": {"source": test_in},
         "sample_tensor": {"source": "sample_input.tif"},
         "data": {"type": "float32"},
-        "preprocessing": PREPROCESSING[entry.input_norm["kind"]](dict(entry.input_norm)),
+        "preprocessing": PREPROCESSING[entry.input_norm.kind](entry.input_norm.model_dump()),
     }]
     out_space = [{**axis, "size": {"tensor_id": "input", "axis_id": axis["id"]},
                   **({"halo": sizes.halo} if sizes.halo else {})} for axis in (y_axis, x_axis)]
@@ -297,7 +297,7 @@ def readme(entry: ModelEntry, card: ModelCard, sizes: Sizes) -> str:
              else "none: the model was trained across pixel sizes and the image is used as it is")
     halo_text = (f"{sizes.halo} px (tools pad the input by it before normalising)"
                  if sizes.halo else "none (a whole image predicts as in the container)")
-    norm = entry.input_norm
+    norm = entry.input_norm.model_dump()
     norm_text = {
         "percentile": f"per image, `(x - p{norm.get('low')}) / (p{norm.get('high')} - "
                       f"p{norm.get('low')})` without clipping (`scale_range`)",
