@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="z-planes per field of view (default: drawn per study)")
     parser.add_argument("--all-labels", action="store_true",
                         help="label every field of view with every allowed organelle but one")
+    parser.add_argument("--preset", default="clean",
+                        help="clean (default: the original microscope, same data for every "
+                             "seed as before) or realistic (real instruments' artefacts)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -53,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             size=_size(args.size) if args.size else None, gc=args.gc,
             modalities=[m for m in args.modalities.split(",") if m.strip()],
             planes=args.planes, size_scale=args.size_scale, all_labels=args.all_labels,
-            progress=not args.quiet)
+            progress=not args.quiet, preset=args.preset)
     except ValueError as exc:
         print(f"simulate: {exc}", file=sys.stderr)
         return 2

@@ -31,8 +31,12 @@ class Camera:
     offset_adu: float = 100.0
     dtype: str = "uint16"
 
-    def expose(self, electrons: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def expose(self, electrons: np.ndarray, rng: np.random.Generator,
+               pattern_adu: np.ndarray | None = None) -> np.ndarray:
         """Expected electrons per pixel → one noisy frame in the camera's dtype.
+
+        ``pattern_adu`` (optional) is a fixed offset pattern added to the counts before
+        rounding (the column offsets of an sCMOS sensor).
 
         Shot noise is Poisson (its normal approximation when every pixel expects more than
         ``NORMAL_ABOVE_E`` electrons, where the two are indistinguishable and the normal is
@@ -47,7 +51,10 @@ class Camera:
             counts = rng.poisson(expected).astype(np.float32)
         counts += np.float32(self.read_noise_e) * rng.standard_normal(expected.shape,
                                                                       dtype=np.float32)
-        adu = np.rint(counts / self.gain_e_per_adu + self.offset_adu)
+        adu = counts / self.gain_e_per_adu + self.offset_adu
+        if pattern_adu is not None:
+            adu += pattern_adu
+        adu = np.rint(adu)
         return np.clip(adu, 0, np.iinfo(self.dtype).max).astype(self.dtype)
 
 

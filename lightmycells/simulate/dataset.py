@@ -27,6 +27,7 @@ from tqdm import tqdm
 from lightmycells.io import ome
 from lightmycells.io.atomic import replacing
 from lightmycells.io.layout import BEST_Z_COLUMNS, BEST_Z_FILE, input_stem, target_stem
+from lightmycells.simulate.presets import Preset
 from lightmycells.simulate.study import (
     Fov,
     Study,
@@ -41,10 +42,10 @@ BEST_Z_CSV = BEST_Z_FILE
 
 
 def study_for(seed: int, index: int, modality: Modality, *, size=None, planes=None,
-              size_scale: float = 1.0) -> Study:
+              size_scale: float = 1.0, preset: Preset | str = Preset.CLEAN) -> Study:
     """The deterministic study ``index`` (1-based) of the dataset drawn with ``seed``."""
     return sample_study(np.random.default_rng([seed, index]), index, modality, size=size,
-                        planes=planes, size_scale=size_scale)
+                        planes=planes, size_scale=size_scale, preset=preset)
 
 
 def make_dataset(
@@ -60,6 +61,7 @@ def make_dataset(
     size_scale: float = 1.0,
     all_labels: bool = False,
     progress: bool = True,
+    preset: Preset | str = Preset.CLEAN,
 ) -> list[Path]:
     """Simulate ``studies`` × ``fovs`` fields of view and write them under ``out``.
 
@@ -86,6 +88,9 @@ def make_dataset(
         gets all four (the real data has none) — for demos; default: realistic partial labels.
     progress:
         Show a progress bar on stderr.
+    preset:
+        ``clean`` (default: the original microscope, byte-identical for every seed) or
+        ``realistic`` (real instruments' artefacts, cell types and pixel sizes 0.06–0.65 µm).
 
     Returns
     -------
@@ -100,13 +105,15 @@ def make_dataset(
     if planes is not None and planes < 1:
         raise ValueError(f"planes must be ≥ 1 (got {planes})")
     cycle = modality_cycle(modalities)
+    if str(preset) not in set(Preset):
+        raise ValueError(f"unknown preset '{preset}' (expected {' or '.join(Preset)})")
     out.mkdir(parents=True, exist_ok=True)
     rows: list[tuple[str, str, int, int]] = []
     folders: list[Path] = []
     bar = tqdm(total=studies * fovs, desc="simulate", unit="fov", disable=not progress)
     for n in range(1, studies + 1):
         study = study_for(seed, n, cycle[(n - 1) % len(cycle)], size=size, planes=planes,
-                          size_scale=size_scale)
+                          size_scale=size_scale, preset=preset)
         folder = out / f"Study_{n}"
         folder.mkdir(exist_ok=True)
         folders.append(folder)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from lightmycells.simulate.artefacts import fourier_gaussian
 from lightmycells.simulate.camera import Camera
 from lightmycells.simulate.scene import Scene
 from lightmycells.vocab import Organelle
@@ -43,12 +44,20 @@ class Fluorescence:
         Expected electrons of background (autofluorescence, stray light).
     camera:
         The camera that records it.
+    haze:
+        Out-of-focus light (realistic preset): a widefield microscope also collects the
+        blurred light of the structures above and below focus, added as this fraction of the
+        stain blurred over ``haze_sigma_um``. 0 (the clean preset) adds nothing.
+    haze_sigma_um:
+        Width of that blur.
     """
 
     na: float
     signal_e: dict[Organelle, float]
     background_e: float = 30.0
     camera: Camera = Camera()
+    haze: float = 0.0
+    haze_sigma_um: float = 3.0
 
 
 def psf_sigma_px(organelle: Organelle, na: float, pixel_size_um: float) -> float:
@@ -64,6 +73,8 @@ def expected_fluorescence(scene: Scene, organelle: Organelle, params: Fluorescen
     stain = scene.density[organelle] + CYTOPLASMIC[organelle] * scene.thickness_um
     sigma = psf_sigma_px(organelle, params.na, scene.pixel_size_um)
     blurred = ndimage.gaussian_filter(stain, sigma)
+    if params.haze > 0:
+        blurred += params.haze * fourier_gaussian(stain, params.haze_sigma_um / scene.pixel_size_um)
     return (params.background_e + params.signal_e[organelle] * blurred).astype(np.float32)
 
 

@@ -16,6 +16,7 @@ to their physical width.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cached_property
 
 import numpy as np
@@ -55,6 +56,24 @@ MITO_WIDTH_UM = (0.3, 0.5)
 MITO_PERSISTENCE_UM = 2.0
 MT_PERSISTENCE_UM = 15.0
 FIBRE_PERSISTENCE_UM = 60.0
+# Neurites: ~1–2 µm wide, ~1 µm thick processes that run straight for tens of µm, packed
+# with microtubule bundles (hence bright in tubulin, e.g. TuJ1) and ending in actin-rich
+# growth cones.
+NEURITE_PERSISTENCE_UM = 40.0
+NEURITE_WIDTH_UM = (1.0, 2.0)
+NEURITE_HEIGHT_UM = 0.8
+NEURITE_TUBULIN = 1.5
+GROWTH_CONE_UM = 1.5  # Gaussian radius of a growth cone
+NEURITE_MITO_PER_UM = 0.08  # mitochondria per µm of neurite
+
+
+class CellType(StrEnum):
+    """Cell morphologies (the clean preset uses only ``generic``)."""
+
+    GENERIC = "generic"  # fibroblast-like: elongated, irregular, spread
+    EPITHELIAL = "epithelial"  # wide, flat, rounded-polygonal, growing in islands
+    ROUND = "round"  # rounded-up: small, tall, smooth
+    NEURON = "neuron"  # small soma, large nucleus, long branching neurites
 
 
 @dataclass(frozen=True)
@@ -79,6 +98,20 @@ class CellParams:
         Microtubules per cell.
     stress_fibres:
         Stress fibres per cell.
+    roughness:
+        Amplitude of the outline's angular harmonics (0 is an ellipse).
+    packing:
+        Closest allowed distance between two cell centres, as a fraction of the sum of their
+        radii (below 1 cells overlap at the edges: touching, confluent).
+    clustering:
+        Probability that a cell is placed against an already placed one (islands, colonies,
+        clustered nuclei) rather than anywhere.
+    cell_type:
+        The morphology (only labels the study; shapes come from the numbers above).
+    neurites:
+        Mean number of neurites per cell (0: none).
+    neurite_length_um:
+        Median neurite length.
     """
 
     radius_um: float = 10.0
@@ -89,6 +122,12 @@ class CellParams:
     mito_per_um2: float = 0.08
     microtubules: int = 60
     stress_fibres: int = 10
+    roughness: float = 0.35
+    packing: float = 0.8
+    clustering: float = 0.0
+    cell_type: CellType = CellType.GENERIC
+    neurites: float = 0.0
+    neurite_length_um: float = 80.0
 
 
 @dataclass
@@ -206,19 +245,29 @@ def make_cells(rng: np.random.Generator, extent_um: tuple[float, float],
     margin = params.radius_um
     area = (h + 2 * margin) * (w + 2 * margin)
     n = max(1, rng.poisson(params.coverage * area / (np.pi * params.radius_um**2)))
-    centres: list[tuple[float, float]] = []
-    radii: list[float] = []
+    xs, ys, rs = np.empty(n), np.empty(n), np.empty(n)
+    count = 0
     for _ in range(n * 6):  # rejection sampling: cells touch but do not pile up
-        if len(centres) >= n:
+        if count >= n:
             break
         r = params.radius_um * float(np.exp(rng.normal(0, 0.25)))
-        m = -0.0 if not centres else margin
-        c = (rng.uniform(-m, w + m), rng.uniform(-m, h + m))
-        if all(np.hypot(c[0] - x, c[1] - y) > 0.8 * (r + rr)
-               for (x, y), rr in zip(centres, radii, strict=True)):
-            centres.append(c)
-            radii.append(r)
-    return [_make_cell(rng, c, r, params) for c, r in zip(centres, radii, strict=True)]
+        m = -0.0 if not count else margin
+        if params.clustering > 0 and count and rng.random() < params.clustering:
+            # against a placed cell: colonies, islands, nuclei that touch
+            j = int(rng.integers(count))
+            d = (r + rs[j]) * rng.uniform(params.packing, params.packing + 0.25)
+            a = rng.uniform(0, 2 * np.pi)
+            c = (xs[j] + d * np.cos(a), ys[j] + d * np.sin(a))
+        else:
+            c = (rng.uniform(-m, w + m), rng.uniform(-m, h + m))
+        if np.all(np.hypot(c[0] - xs[:count], c[1] - ys[:count])
+                  > params.packing * (r + rs[:count])):
+            xs[count], ys[count], rs[count] = c[0], c[1], r
+            count += 1
+    # Python floats, as before vectorising: a NumPy float64 scalar would promote the float32
+    # pixel grids to float64 (NEP 50) and change the clean preset's bytes
+    return [_make_cell(rng, (float(xs[i]), float(ys[i])), float(rs[i]), params)
+            for i in range(count)]
 
 
 def _nucleolus(rng: np.random.Generator, nucleus: Blob) -> Blob:
@@ -230,7 +279,7 @@ def _nucleolus(rng: np.random.Generator, nucleus: Blob) -> Blob:
 def _make_cell(rng: np.random.Generator, centre: tuple[float, float], radius: float,
                params: CellParams) -> Cell:
     stretch = rng.uniform(1.0, params.elongation)
-    body = Blob.random(rng, centre[0], centre[1], radius, stretch, roughness=0.35)
+    body = Blob.random(rng, centre[0], centre[1], radius, stretch, roughness=params.roughness)
     # nucleus: off-centre inside the body, less elongated and smoother
     nr = radius * params.nucleus_fraction * float(np.exp(rng.normal(0, 0.1)))
     off = rng.uniform(0, 0.35)
@@ -350,19 +399,27 @@ def make_scene(rng: np.random.Generator, shape: tuple[int, int], pixel_size_um: 
     # A line splatted with weight step_px · σ√(2π) peaks at 1 after a σ blur.
     sigma = {"mito": mito_width / 2.5 / ps, "mt": max(0.6, 0.03 / ps), "fibre": max(0.7, 0.1 / ps)}
     unit = {k: STEP_PX * s * np.sqrt(2 * np.pi) for k, s in sigma.items()}
+    neurites = _Neurites(rng, shape, ps, step) if params.neurites > 0 else None
     for cell in cells:
         _rasterise_cell(cell, shape, ps, thickness, nucleus, nucleolus, cortex)
         _mitochondria(rng, cell, params, step, mito, unit["mito"])
         _microtubules(rng, cell, params, step, tubes, unit["mt"])
         _stress_fibres(rng, cell, params, step, fibres, unit["fibre"])
+        if neurites is not None:
+            neurites.grow(cell, params, mito, unit["mito"])
+    extra_tubulin = extra_actin = np.float32(0)
+    if neurites is not None:
+        process, cones = neurites.maps()
+        thickness = np.maximum(thickness, NEURITE_HEIGHT_UM * process + 0.3 * cones)
+        extra_tubulin, extra_actin = NEURITE_TUBULIN * process, 0.2 * process + cones
     chromatin = 0.85 + 0.15 * smooth_noise(rng, shape, 0.4 / ps)
     in_cell = np.clip(thickness / 0.3, 0, 1)
     density = {
         Organelle.NUCLEUS: np.clip(nucleus * chromatin * (1 - 0.6 * np.clip(nucleolus, 0, 1)), 0,
                                    None),
         Organelle.MITOCHONDRIA: mito.blurred(sigma["mito"]) * in_cell,
-        Organelle.TUBULIN: tubes.blurred(sigma["mt"]) * in_cell,
-        Organelle.ACTIN: fibres.blurred(sigma["fibre"]) * in_cell + 0.8 * cortex,
+        Organelle.TUBULIN: tubes.blurred(sigma["mt"]) * in_cell + extra_tubulin,
+        Organelle.ACTIN: fibres.blurred(sigma["fibre"]) * in_cell + 0.8 * cortex + extra_actin,
     }
     # cytoplasmic granularity, unrelated to the four stains: keeps the task honest
     granular = 1 + 0.05 * smooth_noise(rng, shape, 0.6 / ps)
@@ -450,3 +507,71 @@ def _stress_fibres(rng, cell: Cell, params: CellParams, step: float, out: _Splat
         x, y = _walks(rng, x0, y0, angle + direction, n_steps, step, FIBRE_PERSISTENCE_UM)
         alive = _alive_inside(body, x, y, 0.9)
         out.add(x[alive], y[alive], (unit * np.broadcast_to(weight[:, None], x.shape))[alive])
+
+
+class _Neurites:
+    """Neurites of neuron-like cells: branching worm-like processes with growth cones.
+
+    Each neurite leaves the soma outwards, runs with a persistence of
+    ``NEURITE_PERSISTENCE_UM`` for a log-normal length around ``neurite_length_um`` and may
+    branch once; mitochondria sit along it, an actin-rich growth cone at each tip.
+    """
+
+    def __init__(self, rng: np.random.Generator, shape: tuple[int, int], ps: float,
+                 step: float):
+        self.rng, self.ps, self.step = rng, ps, step
+        self.width_um = float(rng.uniform(*NEURITE_WIDTH_UM))
+        self.process, self.cones = _Splatter(shape, ps), _Splatter(shape, ps)
+        self.sigma = self.width_um / 2.5 / ps
+        self.unit = STEP_PX * self.sigma * np.sqrt(2 * np.pi)
+
+    def grow(self, cell: Cell, params: CellParams, mito: _Splatter, mito_unit: float) -> None:
+        rng, step, body = self.rng, self.step, cell.body
+        n = int(rng.poisson(params.neurites))
+        if n == 0:
+            return
+        x0, y0 = body.point(np.full(n, 0.9), rng.uniform(0, 2 * np.pi, n))
+        angle = np.arctan2(y0 - body.cy, x0 - body.cx) + rng.normal(0, 0.3, n)
+        length = np.clip(rng.lognormal(np.log(params.neurite_length_um), 0.4, n), 10, 400)
+        x, y, alive = self._walk(x0, y0, angle, length)
+        tips = [self._tip(x, y, alive)]
+        # one branch from 30–80 % along, for about half the neurites
+        branch = np.flatnonzero(rng.random(n) < 0.5)
+        if branch.size:
+            at = (rng.uniform(0.3, 0.8, branch.size) * length[branch] / step).astype(int)
+            side = rng.choice([-1, 1], branch.size) * rng.uniform(0.4, 1.0, branch.size)
+            bl = (length[branch] - at * step) * rng.uniform(0.5, 1.0, branch.size)
+            bx, by, balive = self._walk(x[branch, at], y[branch, at], angle[branch] + side, bl)
+            tips.append(self._tip(bx, by, balive))
+            x, y = np.concatenate([x[alive], bx[balive]]), np.concatenate([y[alive], by[balive]])
+        else:
+            x, y = x[alive], y[alive]
+        self.process.add(x, y, self.unit)
+        self._cones(np.concatenate([t[0] for t in tips]), np.concatenate([t[1] for t in tips]))
+        # mitochondria along the neurite: short segments of its own path
+        k = rng.poisson(NEURITE_MITO_PER_UM * x.size * step)
+        if k and x.size > 8:
+            start = rng.integers(0, x.size - 8, k)
+            seg = start[:, None] + np.arange(int(rng.integers(3, 8)))[None, :]
+            mito.add(x[seg].ravel(), y[seg].ravel(), mito_unit)
+
+    def _walk(self, x0, y0, angle, length):
+        n_steps = int(np.ceil(length.max() / self.step)) + 1
+        x, y = _walks(self.rng, x0, y0, angle, n_steps, self.step, NEURITE_PERSISTENCE_UM)
+        return x, y, (np.arange(n_steps) * self.step)[None, :] <= length[:, None]
+
+    @staticmethod
+    def _tip(x: np.ndarray, y: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The last point of each walk (where its growth cone sits)."""
+        last = alive.sum(axis=1) - 1
+        rows = np.arange(x.shape[0])
+        return x[rows, last], y[rows, last]
+
+    def _cones(self, tx: np.ndarray, ty: np.ndarray) -> None:
+        s = GROWTH_CONE_UM / self.ps
+        self.cones.add(tx, ty, 2 * np.pi * s * s)  # a point of this weight peaks at 1
+
+    def maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(process, cones)``: neurite and growth-cone maps, each peaking at about 1."""
+        return (np.clip(self.process.blurred(self.sigma), 0, 1.5),
+                np.clip(self.cones.blurred(GROWTH_CONE_UM / self.ps), 0, 1.5))

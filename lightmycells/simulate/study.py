@@ -9,13 +9,23 @@ view happens to be labelled with.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from lightmycells.simulate import artefacts
 from lightmycells.simulate.camera import Camera, illumination
 from lightmycells.simulate.fluorescence import Fluorescence, render_fluorescence
 from lightmycells.simulate.optics import Optics, transmitted_planes
+from lightmycells.simulate.presets import (
+    MAX_TRANSMITTED_NA,
+    RANGES,
+    Export,
+    Preset,
+    Realism,
+    draw_realism,
+    realistic_cells,
+)
 from lightmycells.simulate.scene import CellParams, Scene, make_scene
 from lightmycells.vocab import MODALITIES, ORGANELLES, Modality, Organelle
 
@@ -68,6 +78,8 @@ class Study:
         How cells look.
     fluorescence:
         The fluorescence channel (ground truth).
+    realism:
+        The realistic preset's instrument and preparation; None for the clean preset.
     """
 
     index: int
@@ -81,6 +93,7 @@ class Study:
     uneven: float
     cells: CellParams
     fluorescence: Fluorescence
+    realism: Realism | None = None
 
     @property
     def pixel_size_um(self) -> float:
@@ -116,7 +129,7 @@ class Fov:
 
 def sample_study(rng: np.random.Generator, index: int, modality: Modality, *,
                  size: tuple[int, int] | None = None, planes: int | None = None,
-                 size_scale: float = 1.0) -> Study:
+                 size_scale: float = 1.0, preset: Preset | str = Preset.CLEAN) -> Study:
     """Draw one study's microscope, camera, cells and image size.
 
     Parameters
@@ -133,7 +146,11 @@ def sample_study(rng: np.random.Generator, index: int, modality: Modality, *,
         Force this number of z-planes; by default one of :data:`PLANE_CHOICES`.
     size_scale:
         Scale applied to the drawn real size (keeps the aspect ratio; ignored with ``size``).
+    preset:
+        ``clean`` (the original microscope; its draws never change) or ``realistic`` (the
+        clean draws, then :func:`realistic_study` replaces the instrument and the cells).
     """
+    preset = Preset(preset)
     if size is None:
         real = REAL_SIZES[rng.integers(len(REAL_SIZES))]
         size = (max(16, round(real[0] * size_scale)), max(16, round(real[1] * size_scale)))
@@ -176,9 +193,45 @@ def sample_study(rng: np.random.Generator, index: int, modality: Modality, *,
         camera=Camera(read_noise_e=float(rng.uniform(1.5, 3)),
                       gain_e_per_adu=float(rng.uniform(0.5, 2)), offset_adu=100.0),
     )
-    return Study(index, modality, (int(size[0]), int(size[1])), n_planes,
-                 float(rng.uniform(0.5, 2.0)), optics, camera, background_e,
-                 float(rng.uniform(0.03, 0.15)), cells, fluorescence)
+    study = Study(index, modality, (int(size[0]), int(size[1])), n_planes,
+                  float(rng.uniform(0.5, 2.0)), optics, camera, background_e,
+                  float(rng.uniform(0.03, 0.15)), cells, fluorescence)
+    return realistic_study(rng, study) if preset is Preset.REALISTIC else study
+
+
+def realistic_study(rng: np.random.Generator, study: Study) -> Study:
+    """``study`` with a realistic instrument, camera, export and cells (drawn after it).
+
+    The objective sets pixel size and NA; the z-step follows the depth of field (λn/NA², so
+    a 10×/0.3 stack steps several µm, a 100×/1.4 one half a micrometre); the camera may be
+    dim (500 e⁻ background: visible shot noise), 8-bit, offset by up to 1000 grey levels.
+    """
+    realism = draw_realism(rng)
+    na = realism.objective.na
+    t_na = min(na, MAX_TRANSMITTED_NA)
+    optics = replace(study.optics, pixel_size_um=realism.pixel_size_um, na=t_na,
+                     condenser_na=float(rng.uniform(0.2, 0.6)) * t_na)
+    dof_um = optics.wavelength_um * optics.medium_index / t_na**2
+    z_step = float(np.clip(rng.uniform(0.5, 1.5) * dof_um, 0.3, 8.0))
+    lo, hi = np.log(RANGES["background_e"])
+    background_e = float(np.exp(rng.uniform(lo, hi)))
+    read_noise = float(rng.uniform(*RANGES["read_noise_e"]))
+    if realism.export is Export.RAW8:
+        camera = Camera(read_noise_e=read_noise,
+                        gain_e_per_adu=background_e / float(rng.uniform(90, 160)),
+                        offset_adu=float(rng.uniform(0, 10)), dtype="uint8")
+    else:
+        offset = float(rng.uniform(*RANGES["offset_adu"]))
+        # 3.5× the background (a phase-contrast halo) stays below saturation
+        gain = max(float(rng.uniform(0.3, 3.0)), 3.5 * background_e / (60000 - offset))
+        camera = Camera(read_noise_e=read_noise, gain_e_per_adu=gain, offset_adu=offset)
+    fluorescence = replace(study.fluorescence, na=na,
+                           haze=float(rng.uniform(*RANGES["fluorescence_haze"])),
+                           haze_sigma_um=float(rng.uniform(2, 5)))
+    return replace(study, optics=optics, z_step_um=z_step, camera=camera,
+                   background_e=background_e, uneven=0.0,
+                   cells=realistic_cells(rng, realism.cell_type), fluorescence=fluorescence,
+                   realism=realism)
 
 
 def choose_labels(rng: np.random.Generator, modality: Modality,
@@ -239,11 +292,29 @@ def render_fov(rng: np.random.Generator, study: Study,
     else:
         z_um = [float(z) for z in z_um]
         best = int(np.argmin(np.abs(z_um)))
-    noise_free = transmitted_planes(scene, study.optics, study.modality, z_um)
-    light = study.background_e * illumination(rng, study.size, study.uneven)
-    planes = np.stack([study.camera.expose(light * plane, rng) for plane in noise_free])
+    if study.realism is not None:
+        planes = _realistic_planes(rng, study, scene, z_um)
+    else:
+        noise_free = transmitted_planes(scene, study.optics, study.modality, z_um)
+        light = study.background_e * illumination(rng, study.size, study.uneven)
+        planes = np.stack([study.camera.expose(light * plane, rng) for plane in noise_free])
     targets = {o: render_fluorescence(scene, o, study.fluorescence, rng) for o in labels}
     return Fov(scene, z_um, best, planes, targets)
+
+
+def _realistic_planes(rng: np.random.Generator, study: Study, scene: Scene,
+                      z_um: Sequence[float]) -> np.ndarray:
+    """The realistic preset's z-stack: specimen extras, optics, haze, instrument, export."""
+    real = study.realism
+    ps = study.pixel_size_um
+    artefacts.add_debris(rng, scene, real.debris_per_mm2)
+    artefacts.add_texture(rng, scene, real.texture_opd_um, real.texture_sigma_um)
+    noise_free = transmitted_planes(scene, study.optics, study.modality, z_um)
+    noise_free = artefacts.haze(noise_free, real.haze, real.haze_sigma_um / ps)
+    light, columns = artefacts.instrument(real, study.size)
+    light = np.float32(study.background_e) * light
+    return np.stack([artefacts.export(study.camera.expose(light * plane, rng, columns), real)
+                     for plane in noise_free])
 
 
 def modality_cycle(modalities: Sequence[Modality | str] | None) -> tuple[Modality, ...]:
