@@ -8,7 +8,9 @@ Pieces, from the specimen to the files:
 * :func:`sample_study` / :func:`render_fov` — one study's microscope and one field of view;
 * :func:`make_dataset` — studies written in the real data's layout (``python -m
   lightmycells.simulate``);
-* :func:`noisy_pair` — two independent noisy renderings of one ground truth (ceilings).
+* :func:`noisy_pair` — two independent noisy renderings of one ground truth (ceilings);
+* :class:`Preset` — ``clean`` (the original microscope, byte-identical per seed) or
+  ``realistic`` (:class:`Realism`: real instruments' artefacts, cell types, 10×–100×).
 """
 
 from lightmycells.simulate.camera import Camera, illumination
@@ -20,7 +22,8 @@ from lightmycells.simulate.fluorescence import (
     render_fluorescence,
 )
 from lightmycells.simulate.optics import Optics, modality_filter, transmitted_planes
-from lightmycells.simulate.scene import CellParams, Scene, make_scene
+from lightmycells.simulate.presets import OBJECTIVES, RANGES, Export, Objective, Preset, Realism
+from lightmycells.simulate.scene import CellParams, CellType, Scene, make_scene
 from lightmycells.simulate.study import (
     REAL_SIZES,
     Fov,
@@ -31,8 +34,9 @@ from lightmycells.simulate.study import (
 )
 
 __all__ = [
-    "BEST_Z_CSV", "REAL_SIZES", "Camera", "CellParams", "Fluorescence", "Fov", "Optics",
-    "Scene", "Study", "choose_labels", "expected_fluorescence", "illumination", "make_dataset",
-    "make_scene", "modality_filter", "noisy_pair", "render_fluorescence", "render_fov",
-    "sample_study", "study_for", "transmitted_planes",
+    "BEST_Z_CSV", "OBJECTIVES", "RANGES", "REAL_SIZES", "Camera", "CellParams", "CellType",
+    "Export", "Fluorescence", "Fov", "Objective", "Optics", "Preset", "Realism", "Scene", "Study",
+    "choose_labels", "expected_fluorescence", "illumination", "make_dataset", "make_scene",
+    "modality_filter", "noisy_pair", "render_fluorescence", "render_fov", "sample_study",
+    "study_for", "transmitted_planes",
 ]

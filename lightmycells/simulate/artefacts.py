@@ -137,7 +137,7 @@ def dust_shadows(rng: np.random.Generator, shape: tuple[int, int], count: int,
         cy, cx = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
         c = contrast * float(rng.uniform(0.5, 1.0))
         d = np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2)
-        disc = 1 / (1 + np.exp((d - r) / (0.15 * r)))
+        disc = 0.5 - 0.5 * np.tanh((d - r) / (0.3 * r))  # a logistic edge 0.15·r wide
         rim = np.exp(-0.5 * ((d - 1.1 * r) / (0.1 * r)) ** 2)
         field *= 1 - c * disc + 0.3 * c * rim
     return field

@@ -200,7 +200,7 @@ def realistic_cells(rng: np.random.Generator, cell_type: CellType) -> CellParams
     lines: small, tall, smooth) and neurons (small somata with large nuclei and long
     branching neurites full of microtubules).
     """
-    coverage = _log_u(rng, "coverage")
+    coverage = _u(rng, "coverage")
     clustering = _u(rng, "clustering")
     # denser cultures pack tighter: centres may come closer (cells overlap at the edges)
     packing = float(0.8 - 0.3 * (coverage - 0.05) / 0.9)
@@ -208,18 +208,21 @@ def realistic_cells(rng: np.random.Generator, cell_type: CellType) -> CellParams
               "cell_type": cell_type, "mito_per_um2": float(rng.uniform(0.04, 0.12)),
               "microtubules": int(rng.integers(30, 100))}
     if cell_type is CellType.EPITHELIAL:
-        return CellParams(radius_um=float(rng.uniform(9, 16)), elongation=float(rng.uniform(1.0, 1.4)),
+        return CellParams(radius_um=float(rng.uniform(9, 16)),
+                          elongation=float(rng.uniform(1.0, 1.4)),
                           height_um=float(rng.uniform(2, 4)), roughness=0.2,
                           nucleus_fraction=float(rng.uniform(0.3, 0.45)),
                           stress_fibres=int(rng.integers(3, 10)), **common)
     if cell_type is CellType.ROUND:
-        return CellParams(radius_um=float(rng.uniform(5, 9)), elongation=float(rng.uniform(1.0, 1.15)),
+        return CellParams(radius_um=float(rng.uniform(5, 9)),
+                          elongation=float(rng.uniform(1.0, 1.15)),
                           height_um=float(rng.uniform(6, 12)), roughness=0.05,
                           nucleus_fraction=float(rng.uniform(0.5, 0.65)),
                           stress_fibres=int(rng.integers(0, 3)),
                           **{**common, "coverage": min(coverage, 0.6), "packing": 0.9})
     if cell_type is CellType.NEURON:
-        return CellParams(radius_um=float(rng.uniform(5, 9)), elongation=float(rng.uniform(1.0, 1.3)),
+        return CellParams(radius_um=float(rng.uniform(5, 9)),
+                          elongation=float(rng.uniform(1.0, 1.3)),
                           height_um=float(rng.uniform(4, 8)), roughness=0.15,
                           nucleus_fraction=float(rng.uniform(0.55, 0.7)),
                           stress_fibres=int(rng.integers(0, 3)),
