@@ -71,13 +71,15 @@ MAX_TRANSMITTED_NA = 1.3
 #: Documented range of every randomised realism parameter (inclusive), per study unless said.
 RANGES: dict[str, tuple[float, float]] = {
     "pixel_size_um": (0.060, 0.650),
-    "coverage": (0.05, 0.95),  # fraction of the field covered by cells (sparse → confluent)
+    # cells' summed area per field area (log-uniform): 0.05 is sparse; cells overlap as they
+    # are placed, so 2.5 covers ~90 % of the field (confluent, touching nuclei)
+    "coverage": (0.05, 2.5),
     "clustering": (0.0, 0.8),  # probability that a cell is placed against an existing one
     "vignetting": (0.05, 0.35),  # relative intensity loss at the far corner (off-axis falloff)
     "gradient": (0.0, 0.15),  # peak-to-peak linear illumination gradient across the field
     "haze": (0.0, 0.2),  # fraction of transmitted light scattered into a broad veil
     "haze_sigma_um": (5.0, 30.0),  # width of that veil's blur
-    "texture_opd_um": (0.001, 0.008),  # OPD standard deviation of the substrate / medium
+    "texture_opd_um": (0.0005, 0.003),  # OPD std of the substrate / medium (≤ 5 % of a cell)
     "texture_sigma_um": (0.5, 3.0),  # correlation length of that texture
     "debris_per_mm2": (50.0, 3000.0),  # refractile particles in the specimen plane
     "dust": (0.0, 6.0),  # dust shadows on the camera window (count, per camera)
@@ -200,10 +202,11 @@ def realistic_cells(rng: np.random.Generator, cell_type: CellType) -> CellParams
     lines: small, tall, smooth) and neurons (small somata with large nuclei and long
     branching neurites full of microtubules).
     """
-    coverage = _u(rng, "coverage")
+    coverage = _log_u(rng, "coverage")
     clustering = _u(rng, "clustering")
     # denser cultures pack tighter: centres may come closer (cells overlap at the edges)
-    packing = float(0.8 - 0.3 * (coverage - 0.05) / 0.9)
+    lo, hi = RANGES["coverage"]
+    packing = float(0.8 - 0.4 * (coverage - lo) / (hi - lo))
     common = {"coverage": coverage, "clustering": clustering, "packing": packing,
               "cell_type": cell_type, "mito_per_um2": float(rng.uniform(0.04, 0.12)),
               "microtubules": int(rng.integers(30, 100))}
@@ -219,7 +222,7 @@ def realistic_cells(rng: np.random.Generator, cell_type: CellType) -> CellParams
                           height_um=float(rng.uniform(6, 12)), roughness=0.05,
                           nucleus_fraction=float(rng.uniform(0.5, 0.65)),
                           stress_fibres=int(rng.integers(0, 3)),
-                          **{**common, "coverage": min(coverage, 0.6), "packing": 0.9})
+                          **{**common, "coverage": min(coverage, 1.0), "packing": 0.9})
     if cell_type is CellType.NEURON:
         return CellParams(radius_um=float(rng.uniform(5, 9)),
                           elongation=float(rng.uniform(1.0, 1.3)),
@@ -228,7 +231,7 @@ def realistic_cells(rng: np.random.Generator, cell_type: CellType) -> CellParams
                           stress_fibres=int(rng.integers(0, 3)),
                           neurites=float(rng.uniform(2, 6)),
                           neurite_length_um=float(rng.uniform(40, 150)),
-                          **{**common, "coverage": min(coverage, 0.3)})
+                          **{**common, "coverage": min(coverage, 0.5)})
     return CellParams(radius_um=float(rng.uniform(7, 14)), elongation=float(rng.uniform(1.2, 2.5)),
                       height_um=float(rng.uniform(3, 6)),
                       nucleus_fraction=float(rng.uniform(0.35, 0.5)),
