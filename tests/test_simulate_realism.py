@@ -78,6 +78,8 @@ def test_realistic_preset_is_deterministic_per_seed():
 
 def test_realism_parameters_stay_in_their_documented_ranges_and_cover_them():
     draws = [draw_realism(np.random.default_rng([0, i])) for i in range(400)]
+    seams = np.array([r.seam for r in draws])
+    assert 0.6 < (seams == 0).mean() < 0.8  # most studies are a single tile
     for name in ("vignetting", "gradient", "haze", "haze_sigma_um", "texture_opd_um",
                  "texture_sigma_um", "debris_per_mm2", "dust", "dust_contrast", "prnu",
                  "column_fpn_adu", "stretch_low_pct", "stretch_high_pct"):
@@ -212,6 +214,14 @@ def test_dust_shadows_darken_by_their_contrast_and_stay_put():
     assert field.max() <= 1 + 0.3 * 0.1 + 1e-6  # the Fresnel rim stays faint
     np.testing.assert_array_equal(field, artefacts.dust_shadows(np.random.default_rng(3),
                                                                 (200, 200), 3, 0.1))
+
+
+def test_a_seam_is_a_straight_step_of_its_size():
+    field = artefacts.seam(np.random.default_rng(0), (64, 80), 0.05)
+    np.testing.assert_allclose(np.unique(field), [1.0, 1.05], rtol=1e-6)
+    rows, cols = (field > 1).any(axis=1), (field > 1).any(axis=0)
+    assert rows.all() != cols.all()  # one orientation: every column or every row is crossed
+    assert (artefacts.seam(np.random.default_rng(0), (64, 80), 0.0) == 1).all()
 
 
 def test_haze_keeps_the_light_and_lowers_local_contrast():

@@ -5,7 +5,7 @@ realistic preset draws them from are :data:`lightmycells.simulate.presets.RANGES
 
 Specimen plane (added to the scene, so defocus and the modality's optics act on them):
 :func:`add_debris`, :func:`add_texture`. Light path: :func:`haze`, :func:`vignette`,
-:func:`gradient`, :func:`dust_shadows` (the last three fixed for the instrument:
+:func:`gradient`, :func:`dust_shadows`, :func:`seam` (the last four fixed for the instrument:
 :func:`instrument`). Camera: :func:`fixed_pattern`. File: :func:`export`.
 """
 
@@ -143,6 +143,22 @@ def dust_shadows(rng: np.random.Generator, shape: tuple[int, int], count: int,
     return field
 
 
+def seam(rng: np.random.Generator, shape: tuple[int, int], step: float) -> np.ndarray:
+    """A stitching seam: one side of a random row or column ``step`` brighter than the other.
+
+    Large fields are stitched from tiles; without flat-field correction each tile keeps its
+    own exposure and lamp drift, so a straight brightness step runs across the mosaic.
+    """
+    field = np.ones(shape, np.float32)
+    if step <= 0:
+        return field
+    axis = int(rng.integers(2))
+    at = int(rng.integers(shape[axis] // 4, 3 * shape[axis] // 4 + 1))
+    index = (slice(at, None), slice(None)) if axis == 0 else (slice(None), slice(at, None))
+    field[index] = 1 + step
+    return field
+
+
 @lru_cache(maxsize=8)
 def instrument(realism: Realism, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The instrument's fixed fields for one image shape: ``(illumination, column_adu)``.
@@ -157,6 +173,7 @@ def instrument(realism: Realism, shape: tuple[int, int]) -> tuple[np.ndarray, np
     light = vignette(shape, realism.vignetting, centre)
     light *= gradient(shape, realism.gradient, float(rng.uniform(0, 2 * np.pi)))
     light *= dust_shadows(rng, shape, realism.dust, realism.dust_contrast)
+    light *= seam(rng, shape, realism.seam)
     prnu, columns = fixed_pattern(rng, shape, realism.prnu, realism.column_fpn_adu)
     light *= prnu
     light.flags.writeable = columns.flags.writeable = False  # cached: shared between calls

@@ -84,6 +84,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "debris_per_mm2": (50.0, 3000.0),  # refractile particles in the specimen plane
     "dust": (0.0, 6.0),  # dust shadows on the camera window (count, per camera)
     "dust_contrast": (0.02, 0.12),  # depth of a dust shadow
+    "seam": (0.0, 0.08),  # brightness step between two stitched tiles (0 in 70 % of studies)
     "background_e": (500.0, 20000.0),  # electrons per pixel of an empty field
     "offset_adu": (0.0, 1000.0),  # camera offset (uint16 raw exports)
     "read_noise_e": (1.0, 10.0),  # sCMOS ~1–2 e⁻, CCD and older cameras up to 10 e⁻
@@ -93,6 +94,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "stretch_high_pct": (99.0, 99.99),  # … and full scale at this one
     "fluorescence_haze": (0.0, 0.3),  # widefield out-of-focus light in the ground truth
 }
+#: Fraction of studies imaged as a single tile (no stitching seam).
+SEAMLESS = 0.7
 #: How often each export occurs.
 EXPORTS: dict[Export, float] = {
     Export.RAW16: 0.45, Export.RAW8: 0.15, Export.STRETCH8: 0.3, Export.STRETCH16: 0.1,
@@ -125,6 +128,8 @@ class Realism:
         Refractile debris in the specimen plane.
     dust, dust_contrast:
         Dust shadows on the camera window (fixed for the camera) and their depth.
+    seam:
+        Relative brightness step at a stitching seam (0: a single tile).
     prnu, column_fpn_adu:
         Fixed-pattern noise of the camera (gain and column offset).
     export:
@@ -146,6 +151,7 @@ class Realism:
     debris_per_mm2: float
     dust: int
     dust_contrast: float
+    seam: float
     prnu: float
     column_fpn_adu: float
     export: Export
@@ -185,6 +191,7 @@ def draw_realism(rng: np.random.Generator) -> Realism:
         debris_per_mm2=_log_u(rng, "debris_per_mm2"),
         dust=int(rng.integers(RANGES["dust"][0], RANGES["dust"][1] + 1)),
         dust_contrast=_u(rng, "dust_contrast"),
+        seam=0.0 if rng.random() < SEAMLESS else _u(rng, "seam"),
         prnu=_u(rng, "prnu"), column_fpn_adu=_u(rng, "column_fpn_adu"),
         export=_pick(rng, EXPORTS),
         stretch_low_pct=_u(rng, "stretch_low_pct"),
