@@ -322,3 +322,72 @@ def test_cli_takes_the_preset_and_rejects_an_unknown_one(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "x"), "--studies", "1", "--fovs", "1", "--size", "48",
                  "--preset", "fancy", "--quiet"]) == 2
     assert "preset" in capsys.readouterr().err
+
+
+def _script(name):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_realism_report_statistics_on_known_images():
+    report = _script("realism_report")
+    rng = np.random.default_rng(0)
+    f, power = report.radial_psd([rng.standard_normal((512, 512))])
+    band = (f >= 0.02) & (f <= 0.25)
+    assert abs(np.polyfit(np.log(f[band]), np.log(power[band]), 1)[0]) < 0.1  # white: flat
+    smooth = ndimage.gaussian_filter(rng.standard_normal((512, 512)), 4)
+    f, power = report.radial_psd([smooth])
+    assert np.polyfit(np.log(f[band]), np.log(power[band]), 1)[0] < -2  # smooth: steep
+    # twelve discs of radius 10 px, two of them touching: 11 objects, one twice the size
+    yy, xx = np.mgrid[:512, :512]
+    image = np.zeros((512, 512))
+    centres = [(60 + 90 * (i // 4), 60 + 110 * (i % 4)) for i in range(11)] + [(60, 79)]
+    for cy, cx in centres:
+        image[np.hypot(yy - cy, xx - cx) <= 10] = 1000
+    objs = report.objects([image + rng.normal(0, 1, image.shape)])
+    assert objs["objects_per_mpx"] == pytest.approx(11 / 512**2 * 1e6)
+    assert objs["median_area_px"] == pytest.approx(np.pi * 100, rel=0.15)
+    assert objs["clustered"] == pytest.approx(1 / 11)
+    assert report.background_texture(np.zeros((64, 64))) == 0
+
+
+def test_transfer_script_scores_an_identity_model_and_its_floors(tmp_path, capsys):
+    import json
+
+    import imageio.v3 as iio
+
+    from tests.onnx_models import identity_model, write_weights
+
+    transfer = _script("transfer_real")
+    rng = np.random.default_rng(0)
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    x = (ndimage.gaussian_filter(rng.random((40, 48)), 2) * 60000).astype(np.uint16)
+    iio.imwrite(pairs / "same_input.png", x)
+    iio.imwrite(pairs / "same_target.png", x)  # target = input: an identity model scores 1
+    iio.imwrite(pairs / "inv_input.png", x)
+    iio.imwrite(pairs / "inv_target.png", (65535 - x).astype(np.uint16))
+    (pairs / "pairs.jsonl").write_text(
+        json.dumps({"name": "same", "organelle": "Nucleus"}) + "\n"
+        + json.dumps({"name": "inv", "organelle": "Actin (a guess)"}) + "\n")
+    weights = write_weights(tmp_path / "w", identity_model(4))
+    out = tmp_path / "t.md"
+    assert transfer.main(["--pairs", str(pairs), "--weights", str(weights), "--scales", "1,2",
+                          "--out", str(out)]) == 0
+    rows = {line.split("|")[1].strip(): [float(v) for v in line.split("|")[4:-1]]
+            for line in out.read_text().splitlines() if line.startswith(("| same", "| inv"))}
+    assert rows["same"][0] == pytest.approx(1) and rows["same"][1] == pytest.approx(1)
+    assert rows["same"][2] == pytest.approx(1, abs=1e-3)  # the model at ×1
+    assert rows["same"][3] > 0.99  # ×2 then back: bilinear, nearly lossless on a smooth image
+    assert rows["inv"][0] == pytest.approx(-1) and rows["inv"][1] == pytest.approx(1)
+    assert rows["inv"][2] == pytest.approx(-1, abs=1e-3)
+    assert transfer.main(["--pairs", str(tmp_path / "none")]) == 2
+    assert "pairs.jsonl" in capsys.readouterr().err
