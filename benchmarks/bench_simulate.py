@@ -61,7 +61,7 @@ def main() -> None:
                 write.append(t2 - t1)
             rs, ws, cs = (float(np.median(v)) for v in (render, write, cpu))
             totals.append((rs + ws, cs))
-            what = (f" {study.realism.objective.label} {study.realism.cell_type}"
+            what = (f" {study.realism.objective} {study.realism.cell_type}"
                     if study.realism else "")
             print(f"{modality.value:8} {rs:9.3f} {ws:8.3f} {rs + ws:8.3f} "
                   f"{(rs + ws) / TARGET_S:9.2f} {cs:6.3f} {cs / TARGET_S:9.2f}{what}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 import numpy as np
 
@@ -39,16 +40,13 @@ class Export(StrEnum):
     STRETCH16 = "stretch16"  # auto-contrast burned in, rescaled to the full 16-bit range
 
 
-@dataclass(frozen=True)
-class Objective:
-    """A microscope objective: magnification and numerical aperture."""
+class Objective(NamedTuple):
+    """A microscope objective: magnification and numerical aperture (``str``: ``63×/1.4``)."""
 
     magnification: float
     na: float
 
-    @property
-    def label(self) -> str:
-        """E.g. ``63×/1.4``."""
+    def __str__(self) -> str:
         return f"{self.magnification:g}×/{self.na:g}"
 
 
@@ -200,46 +198,59 @@ def draw_realism(rng: np.random.Generator) -> Realism:
     )
 
 
-def realistic_cells(rng: np.random.Generator, cell_type: CellType) -> CellParams:
-    """Cell parameters of one study of ``cell_type``, density from sparse to confluent.
+@dataclass(frozen=True)
+class Morphology:
+    """Ranges (uniform draws, per study) of one cell type's shape.
 
-    Each type's ranges follow the cells they stand for: generic (fibroblast-like, elongated,
-    the clean preset's shapes), epithelial (wide, flat, rounded-polygonal, growing in
-    touching islands), round (rounded-up cells — mitotic, loosely adherent or suspension
-    lines: small, tall, smooth) and neurons (small somata with large nuclei and long
-    branching neurites full of microtubules).
+    ``stress_fibres`` is an integer range (high exclusive); ``packing`` fixes the closest
+    centre distance (None: it follows the density); ``max_coverage`` caps the density.
     """
+
+    radius_um: tuple[float, float]
+    elongation: tuple[float, float]
+    height_um: tuple[float, float]
+    nucleus_fraction: tuple[float, float]
+    stress_fibres: tuple[int, int]
+    roughness: float
+    max_coverage: float = RANGES["coverage"][1]
+    packing: float | None = None
+    neurites: tuple[float, float] = (0.0, 0.0)
+    neurite_length_um: tuple[float, float] = (80.0, 80.0)
+
+
+#: Each type's ranges follow the cells they stand for: generic (fibroblast-like, elongated:
+#: the clean preset's ranges), epithelial (wide, flat, rounded-polygonal, growing in touching
+#: islands), round (rounded-up cells — mitotic, loosely adherent or suspension lines: small,
+#: tall, smooth, kept apart) and neurons (small somata with large nuclei and long branching
+#: neurites full of microtubules).
+MORPHOLOGIES: dict[CellType, Morphology] = {
+    CellType.GENERIC: Morphology((7, 14), (1.2, 2.5), (3, 6), (0.35, 0.5), (3, 20), 0.35),
+    CellType.EPITHELIAL: Morphology((9, 16), (1.0, 1.4), (2, 4), (0.3, 0.45), (3, 10), 0.2),
+    CellType.ROUND: Morphology((5, 9), (1.0, 1.15), (6, 12), (0.5, 0.65), (0, 3), 0.05,
+                               max_coverage=1.0, packing=0.9),
+    CellType.NEURON: Morphology((5, 9), (1.0, 1.3), (4, 8), (0.55, 0.7), (0, 3), 0.15,
+                                max_coverage=0.5, neurites=(2, 6),
+                                neurite_length_um=(40, 150)),
+}
+
+
+def realistic_cells(rng: np.random.Generator, cell_type: CellType) -> CellParams:
+    """Cell parameters of one study of ``cell_type``: its :data:`MORPHOLOGIES`, any density."""
+    shape = MORPHOLOGIES[cell_type]
     coverage = _log_u(rng, "coverage")
-    clustering = _u(rng, "clustering")
-    # denser cultures pack tighter: centres may come closer (cells overlap at the edges)
     lo, hi = RANGES["coverage"]
+    # denser cultures pack tighter: centres may come closer (cells overlap at the edges)
     packing = float(0.8 - 0.4 * (coverage - lo) / (hi - lo))
-    common = {"coverage": coverage, "clustering": clustering, "packing": packing,
-              "cell_type": cell_type, "mito_per_um2": float(rng.uniform(0.04, 0.12)),
-              "microtubules": int(rng.integers(30, 100))}
-    if cell_type is CellType.EPITHELIAL:
-        return CellParams(radius_um=float(rng.uniform(9, 16)),
-                          elongation=float(rng.uniform(1.0, 1.4)),
-                          height_um=float(rng.uniform(2, 4)), roughness=0.2,
-                          nucleus_fraction=float(rng.uniform(0.3, 0.45)),
-                          stress_fibres=int(rng.integers(3, 10)), **common)
-    if cell_type is CellType.ROUND:
-        return CellParams(radius_um=float(rng.uniform(5, 9)),
-                          elongation=float(rng.uniform(1.0, 1.15)),
-                          height_um=float(rng.uniform(6, 12)), roughness=0.05,
-                          nucleus_fraction=float(rng.uniform(0.5, 0.65)),
-                          stress_fibres=int(rng.integers(0, 3)),
-                          **{**common, "coverage": min(coverage, 1.0), "packing": 0.9})
-    if cell_type is CellType.NEURON:
-        return CellParams(radius_um=float(rng.uniform(5, 9)),
-                          elongation=float(rng.uniform(1.0, 1.3)),
-                          height_um=float(rng.uniform(4, 8)), roughness=0.15,
-                          nucleus_fraction=float(rng.uniform(0.55, 0.7)),
-                          stress_fibres=int(rng.integers(0, 3)),
-                          neurites=float(rng.uniform(2, 6)),
-                          neurite_length_um=float(rng.uniform(40, 150)),
-                          **{**common, "coverage": min(coverage, 0.5)})
-    return CellParams(radius_um=float(rng.uniform(7, 14)), elongation=float(rng.uniform(1.2, 2.5)),
-                      height_um=float(rng.uniform(3, 6)),
-                      nucleus_fraction=float(rng.uniform(0.35, 0.5)),
-                      stress_fibres=int(rng.integers(3, 20)), **common)
+    return CellParams(
+        coverage=min(coverage, shape.max_coverage),
+        packing=packing if shape.packing is None else shape.packing,
+        clustering=_u(rng, "clustering"), cell_type=cell_type,
+        radius_um=float(rng.uniform(*shape.radius_um)),
+        elongation=float(rng.uniform(*shape.elongation)),
+        height_um=float(rng.uniform(*shape.height_um)),
+        nucleus_fraction=float(rng.uniform(*shape.nucleus_fraction)),
+        stress_fibres=int(rng.integers(*shape.stress_fibres)), roughness=shape.roughness,
+        mito_per_um2=float(rng.uniform(0.04, 0.12)), microtubules=int(rng.integers(30, 100)),
+        neurites=float(rng.uniform(*shape.neurites)),
+        neurite_length_um=float(rng.uniform(*shape.neurite_length_um)),
+    )
