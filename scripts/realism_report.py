@@ -21,7 +21,7 @@ Writes a PNG figure (byte-reproducible: fixed seeds, no timestamp in the file) a
 a Markdown table (also written next to the figure, ``.md``)::
 
     PYTHONPATH=. python scripts/realism_report.py [--real ../shared/real] \\
-        [--out docs/realism.png] [--studies 12] [--seed 0]
+        [--out docs/realism.png] [--studies 24] [--seed 0]
 """
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real", type=Path, default=repo / ".." / "shared" / "real",
                         help="folder of the real reference images (default ../shared/real)")
     parser.add_argument("--out", type=Path, default=repo / "docs" / "realism.png")
-    parser.add_argument("--studies", type=int, default=12,
+    parser.add_argument("--studies", type=int, default=24,
                         help="simulated studies (one 512² field of view each) per preset")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
