@@ -108,12 +108,30 @@ def parse_modality(word: str | Modality) -> Modality:
 #: Grand-Challenge input interface folder (under ``images/``).
 INPUT_FOLDER = "organelles-transmitted-light-ome-tiff"
 
-#: Metrics the official evaluation computes per organelle.
-METRICS: dict[Organelle, tuple[str, ...]] = {
-    Organelle.NUCLEUS: ("MAE", "SSIM", "PCC", "E_dist", "C_dist"),
-    Organelle.MITOCHONDRIA: ("MAE", "SSIM", "PCC", "E_dist", "C_dist"),
-    Organelle.TUBULIN: ("SSIM", "PCC"),
-    Organelle.ACTIN: ("SSIM", "PCC"),
+
+
+class Metric(StrEnum):
+    """A challenge metric; the value is its key in the official metrics JSON."""
+
+    PCC = "PCC"
+    SSIM = "SSIM"
+    MAE = "MAE"
+    E_DIST = "E_dist"
+    C_DIST = "C_dist"
+
+    @property
+    def higher_is_better(self) -> bool:
+        """True for the similarities (PCC, SSIM), False for the distances."""
+        return self in (Metric.PCC, Metric.SSIM)
+
+
+_ALL_METRICS = (Metric.MAE, Metric.SSIM, Metric.PCC, Metric.E_DIST, Metric.C_DIST)
+#: Metrics the official evaluation computes per organelle, in its order.
+METRICS: dict[Organelle, tuple[Metric, ...]] = {
+    Organelle.NUCLEUS: _ALL_METRICS,
+    Organelle.MITOCHONDRIA: _ALL_METRICS,
+    Organelle.TUBULIN: (Metric.SSIM, Metric.PCC),
+    Organelle.ACTIN: (Metric.SSIM, Metric.PCC),
 }
 
 

@@ -1,8 +1,11 @@
-"""Intensity normalisation as symmetric pairs: ``before(x) -> (y, state)``, ``after(y, state)``.
+"""Intensity normalisation of a model's input: ``before(x) -> (y, state)``, one kind per model.
 
-The model sees ``before(image)``; ``after`` maps values in normalised units back to the
-image's units with the state ``before`` stored (CSBDeep's convention). Every kind handles
-degenerate images (constant, all zero) without dividing by zero: the scale falls back to 1.
+The model sees ``before(image)``; ``state`` holds the statistics it used (``x = y · scale +
+offset``), for tests and logs. There is no ``after``: the models predict fluorescence, not
+the transmitted-light input, so undoing the input's normalisation on a prediction would give
+numbers in the wrong units; predictions stay in the units the model was trained on, and the
+challenge's evaluation percentile-normalises them itself. Every kind handles degenerate images
+(constant, all zero) without dividing by zero: the scale falls back to 1.
 
 Kinds (the manifest's ``input_norm``, see :func:`from_spec`):
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 import numpy as np
@@ -32,7 +36,8 @@ def percentiles(
     """NumPy's linear-method percentiles, bit for bit, with one partial sort per rank.
 
     ~4-10x faster than ``np.percentile`` on a 2048² image (a full partition with several kth
-    costs more than a few single-kth partitions on shrinking prefixes).
+    costs more than a few single-kth partitions on shrinking prefixes). Like NumPy, every
+    percentile of an image holding a NaN is NaN.
 
     Parameters
     ----------
@@ -76,6 +81,10 @@ def _order_statistics(flat: np.ndarray, ranks: list[int]) -> list[Any]:
     for rank in sorted(ranks, reverse=True):
         prefix = work[:end]
         prefix.partition(rank)
+        if end == work.size and work.dtype.kind == "f" and np.isnan(prefix[rank:]).any():
+            # partition sorts NaN last, so after the first (largest) rank any NaN of the
+            # image lies at or above it: one short scan, not a pass over the whole image
+            return [work.dtype.type(np.nan)] * len(ranks)
         values[rank] = prefix[rank]
         end = rank
     return [values[rank] for rank in ranks]
@@ -92,21 +101,17 @@ def _lerp(a: Any, b: Any, t: float) -> Any:
 
 @dataclass(frozen=True)
 class State:
-    """What ``after`` needs to undo ``before``: ``x = y * scale + offset``."""
+    """The statistics ``before`` used: ``x = y * scale + offset``."""
 
     offset: float
     scale: float
 
 
 class Normalizer(Protocol):
-    """A before/after pair."""
+    """A model's input normalisation."""
 
     def before(self, x: np.ndarray) -> tuple[np.ndarray, State]:
-        """Normalise ``x``; return float32 values and the state that undoes it."""
-        ...
-
-    def after(self, y: np.ndarray, state: State) -> np.ndarray:
-        """Map normalised values back to the units of the image ``before`` saw."""
+        """Normalise ``x``; return float32 values and the statistics used."""
         ...
 
 
@@ -118,18 +123,12 @@ class _Affine:
         raise NotImplementedError
 
     def before(self, x: np.ndarray) -> tuple[np.ndarray, State]:
-        """Normalise ``x``; return float32 values and the state that undoes it."""
+        """Normalise ``x``; return float32 values and the statistics used."""
         offset, spread = self.stats(x)
         scale = spread if spread > EPS else 1.0
         y = np.asarray(x, dtype=np.float32) - np.float32(offset)
         y *= np.float32(1.0 / scale)
         return y, State(offset=float(offset), scale=float(scale))
-
-    def after(self, y: np.ndarray, state: State) -> np.ndarray:
-        """Undo :meth:`before`: ``y * scale + offset``."""
-        out = np.asarray(y, np.float32) * np.float32(state.scale)
-        out += np.float32(state.offset)
-        return out
 
 
 @dataclass(frozen=True)
@@ -179,12 +178,21 @@ class Identity(_Affine):
         return 0.0, 1.0
 
 
+class NormKind(StrEnum):
+    """The manifest's ``input_norm`` ``kind``."""
+
+    PERCENTILE = "percentile"
+    ZSCORE = "zscore"
+    MINMAX = "minmax"
+    NONE = "none"
+
+
 #: ``kind`` → (class, accepted parameter keys besides ``kind``).
-KINDS: dict[str, tuple[type, tuple[str, ...]]] = {
-    "percentile": (Percentile, ("low", "high")),
-    "zscore": (ZScore, ()),
-    "minmax": (MinMax, ()),
-    "none": (Identity, ()),
+KINDS: dict[NormKind, tuple[type, tuple[str, ...]]] = {
+    NormKind.PERCENTILE: (Percentile, ("low", "high")),
+    NormKind.ZSCORE: (ZScore, ()),
+    NormKind.MINMAX: (MinMax, ()),
+    NormKind.NONE: (Identity, ()),
 }
 
 

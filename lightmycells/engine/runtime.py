@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from lightmycells.cpus import available_cpus
 from lightmycells.engine.manifest import ModelEntry
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -39,7 +40,6 @@ CUDA_OPTIONS: dict[str, Any] = {
     "do_copy_in_default_stream": "1",
 }
 _ORT_ERROR_LEVEL = 3  # session log level: errors only (ORT warns about harmless CPU fallbacks)
-_CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 #: Session option: take CPU memory from one arena shared by all sessions of the process.
 #: With an arena per session each keeps its peak working set (~0.8 GB for a width-16 UNet on
 #: a 1088² tile), so four models held 3.4 GB; sharing one keeps the peak at one model's
@@ -87,16 +87,6 @@ def _register_shared_cpu_arena() -> None:
 
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-def available_cpus() -> int:
-    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota."""
-    count = len(os.sched_getaffinity(0))
-    with contextlib.suppress(OSError, ValueError):
-        quota, period = _CGROUP_CPU_MAX.read_text().split()[:2]
-        if quota != "max":
-            count = min(count, max(1, int(float(quota) / float(period))))
-    return max(1, count)
 
 
 @contextlib.contextmanager

@@ -19,11 +19,12 @@ All metrics are symmetric in their two arguments.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
 from lightmycells.engine.normalize import percentiles
-from lightmycells.vocab import METRICS, Organelle
+from lightmycells.vocab import METRICS, Metric, Organelle
 
 #: Percentiles of the official normalisation.
 LOW_PERCENTILE = 2.0
@@ -243,11 +244,15 @@ def _ssim_band_sum(x: np.ndarray, y: np.ndarray, c1: float, c2: float) -> float:
     return float(a1.sum())
 
 
-#: Metric name → function, for :func:`score`.
-METRIC_FUNCTIONS = {"MAE": mae, "SSIM": ssim, "PCC": pcc, "E_dist": e_dist, "C_dist": c_dist}
+#: Metric → function of two normalised float64 images, for :func:`score` (SSIM also takes
+#: the data range).
+METRIC_FUNCTIONS: dict[Metric, Callable[..., float]] = {
+    Metric.MAE: mae, Metric.SSIM: ssim, Metric.PCC: pcc, Metric.E_DIST: e_dist,
+    Metric.C_DIST: c_dist,
+}
 
 
-def score(pred: np.ndarray, gt: np.ndarray, organelle: Organelle | str) -> dict[str, float]:
+def score(pred: np.ndarray, gt: np.ndarray, organelle: Organelle | str) -> dict[Metric, float]:
     """Normalise both images and return the metrics the challenge computes for ``organelle``.
 
     Parameters
@@ -279,7 +284,7 @@ def score(pred: np.ndarray, gt: np.ndarray, organelle: Organelle | str) -> dict[
     x, y = _as_float64(x), _as_float64(y)
     out = {}
     for name in names:
-        if name == "SSIM":
+        if name == Metric.SSIM:
             out[name] = ssim(x, y, data_range=data_range)
         else:
             out[name] = METRIC_FUNCTIONS[name](x, y)
