@@ -7,6 +7,6 @@ import sys
 
 if __name__ == "__main__":
     # Import by the package name so the worker processes of --jobs can pickle its functions.
-    from lightmycells.eval.evaluate import main
+    from lightmycells.eval.cli import main
 
     sys.exit(main())

@@ -13,24 +13,26 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from lightmycells.eval import metrics
-from lightmycells.io import ome
-from lightmycells.vocab import MODALITIES, ORGANELLES, Organelle
-
-if TYPE_CHECKING:
-    from lightmycells.eval.evaluate import Evaluation
+from lightmycells.eval.evaluate import Evaluation
+from lightmycells.eval.scoring import read_2d
+from lightmycells.eval.sources import BASELINES, Source, baseline_prediction
+from lightmycells.io import atomic, ome
+from lightmycells.vocab import MODALITIES, ORGANELLES, Metric, Organelle
 
 REPORT_NAME = "report.md"
 #: Longest edge of a gallery panel, in pixels (keeps the PNGs small).
 GALLERY_EDGE = 160
 _DPI = 80
 #: Metrics shown per table, in reading order; which exist depends on the organelle.
-_SHOWN = ("PCC", "SSIM", "MAE", "E_dist", "C_dist")
-_HIGHER_IS_BETTER = {"PCC": True, "SSIM": True, "MAE": False, "E_dist": False, "C_dist": False}
+_SHOWN = (Metric.PCC, Metric.SSIM, Metric.MAE, Metric.E_DIST, Metric.C_DIST)
+#: Metrics of the per-modality and per-focus tables, plots and gallery (all organelles have
+#: them).
+_SIMILARITIES = (Metric.PCC, Metric.SSIM)
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -69,7 +71,7 @@ def compare_table(a: Mapping[str, Any], b: Mapping[str, Any], labels: Sequence[s
                     continue
                 diff = y - x
                 better = "" if math.isnan(diff) or diff == 0 else (
-                    "better" if (diff > 0) == _HIGHER_IS_BETTER[metric] else "worse")
+                    "better" if (diff > 0) == metric.higher_is_better else "worse")
                 rows.append([scope, organelle, metric, _fmt(x), _fmt(y),
                              ("—" if math.isnan(diff) else f"{diff:+.3f}"), better])
     return _table(["scope", "organelle", "metric", la, lb, f"{lb} − {la}", ""], rows)
@@ -77,7 +79,7 @@ def compare_table(a: Mapping[str, Any], b: Mapping[str, Any], labels: Sequence[s
 
 # --- report.md ---------------------------------------------------------------------------
 
-def _counts(evaluation: Evaluation, source: str) -> dict[str, dict[str, int]]:
+def _counts(evaluation: Evaluation, source: Source) -> dict[str, dict[str, int]]:
     """Number of scored images per organelle and modality (key "all" for every modality)."""
     counts: dict[str, dict[str, int]] = {o.value: {} for o in ORGANELLES}
     for result in evaluation.results:
@@ -104,16 +106,15 @@ def _organelle_table(evaluation: Evaluation) -> str:
 
 
 def _floors_sentence(evaluation: Evaluation) -> str:
-    meaning = {"input": "the input image itself", "blur": "the input's Gaussian blur"}
     floors = [s for s in evaluation.metrics if s != evaluation.primary]
     if not floors:
         return ""
-    listed = "; ".join(f"`{s}`: {meaning.get(s, s)}" for s in floors)
+    listed = "; ".join(f"`{s}`: {BASELINES[s].description}" for s in floors)
     return (f" Floors are baselines scored on the same images ({listed}); a model should "
             "beat them clearly.")
 
 
-def _label(evaluation: Evaluation, source: str) -> str:
+def _label(evaluation: Evaluation, source: Source) -> str:
     if source == evaluation.primary:
         return f"**{source}**" if len(evaluation.metrics) > 1 else source
     return f"{source} (floor)"
@@ -123,7 +124,7 @@ def _modality_tables(evaluation: Evaluation) -> str:
     counts = _counts(evaluation, evaluation.primary)
     modalities = sorted(m.value for m in MODALITIES)
     parts = []
-    for metric in ("PCC", "SSIM"):
+    for metric in _SIMILARITIES:
         rows = []
         for organelle in ORGANELLES:
             if not counts[organelle.value]:
@@ -148,7 +149,7 @@ def _focus_table(data: Mapping[str, Any]) -> str:
     columns = []
     for organelle in ORGANELLES:
         if organelle.value in per:
-            for metric in ("PCC", "SSIM"):
+            for metric in _SIMILARITIES:
                 header.append(f"{organelle.value} {metric}")
                 columns.append((organelle.value, metric))
     rows = [[str(dz), *(_fmt(per[o].get(str(dz), {}).get(m)) for o, m in columns)]
@@ -192,14 +193,12 @@ def write_report(folder: Path, evaluation: Evaluation, *, command: str | None = 
         parts += [f"![{o} gallery]({p.name})" for o, p in galleries.items()]
     if evaluation.errors:
         parts += ["## Failures", "\n".join(f"- {e}" for e in evaluation.errors)]
-    path = folder / REPORT_NAME
-    path.write_text("\n\n".join(parts) + "\n")
-    return path
+    return atomic.write_text(folder / REPORT_NAME, "\n\n".join(parts) + "\n")
 
 
 # --- plots -------------------------------------------------------------------------------
 
-def _per_image(evaluation: Evaluation, source: str, organelle: Organelle, metric: str
+def _per_image(evaluation: Evaluation, source: Source, organelle: Organelle, metric: Metric
                ) -> list[tuple[int, float]]:
     """(index into results, value) of every scored image."""
     return [(i, r.scores[source][organelle][metric]) for i, r in enumerate(evaluation.results)
@@ -212,7 +211,7 @@ def _plot_focus(folder: Path, evaluation: Evaluation) -> Path | None:
     source = evaluation.primary
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), dpi=_DPI)
     drawn = False
-    for ax, metric in zip(axes, ("PCC", "SSIM"), strict=True):
+    for ax, metric in zip(axes, _SIMILARITIES, strict=True):
         for k, organelle in enumerate(ORGANELLES):
             points = [(abs(r.image_z - r.best_z), value)
                       for i, value in _per_image(evaluation, source, organelle, metric)
@@ -243,13 +242,13 @@ def _plot_distributions(folder: Path, evaluation: Evaluation) -> Path | None:
     import matplotlib.pyplot as plt
 
     present = [o for o in ORGANELLES
-               if _per_image(evaluation, evaluation.primary, o, "PCC")]
+               if _per_image(evaluation, evaluation.primary, o, Metric.PCC)]
     if not present:
         return None
     sources = list(evaluation.metrics)
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), dpi=_DPI)
     width = 0.8 / len(sources)
-    for ax, metric in zip(axes, ("PCC", "SSIM"), strict=True):
+    for ax, metric in zip(axes, _SIMILARITIES, strict=True):
         for s, source in enumerate(sources):
             data = [[v for _, v in _per_image(evaluation, source, o, metric)] for o in present]
             positions = np.arange(len(present)) + (s - (len(sources) - 1) / 2) * width
@@ -291,7 +290,7 @@ def _thumbnail(image: np.ndarray) -> np.ndarray:
 
 def _picks(evaluation: Evaluation, organelle: Organelle) -> list[tuple[str, int, float]]:
     """(label, result index, PCC) of the best, median and worst image."""
-    scored = sorted(_per_image(evaluation, evaluation.primary, organelle, "PCC"),
+    scored = sorted(_per_image(evaluation, evaluation.primary, organelle, Metric.PCC),
                     key=lambda p: p[1], reverse=True)
     if not scored:
         return []
@@ -308,8 +307,6 @@ def _picks(evaluation: Evaluation, organelle: Organelle) -> list[tuple[str, int,
 def _gallery(folder: Path, evaluation: Evaluation) -> dict[str, Path]:
     import matplotlib.pyplot as plt
 
-    from lightmycells.eval.evaluate import BASELINES, baseline_prediction, read_2d
-
     out = {}
     for organelle in ORGANELLES:
         picks = _picks(evaluation, organelle)
@@ -324,7 +321,7 @@ def _gallery(folder: Path, evaluation: Evaluation) -> dict[str, Path]:
                 pred = baseline_prediction(evaluation.primary, image)
             else:
                 pred = read_2d(item.preds[organelle])  # type: ignore[arg-type]  # was scored
-            ssim = result.scores[evaluation.primary][organelle]["SSIM"]
+            ssim = result.scores[evaluation.primary][organelle][Metric.SSIM]
             panels = [(f"{ome.stem(item.name)} ({result.modality or '?'})", image),
                       (f"{label}: PCC {pcc:.2f}, SSIM {ssim:.2f}", pred),
                       ("ground truth", read_2d(item.truth[organelle]))]
