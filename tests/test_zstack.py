@@ -30,3 +30,11 @@ def test_mip_and_2d_and_bad_mode(stack):
     with pytest.raises(ValueError, match="'all'"):
         zstack.reduce(stack, "all")
     assert zstack.best_plane(np.zeros((3, 8, 8), np.uint16)) == 0
+
+
+def test_one_z_stack_vocabulary_for_the_command_line_and_the_reduction():
+    from lightmycells.run import cli
+
+    assert [m.value for m in zstack.ZStack] == ["best", "mip", "all"]
+    assert set(cli.ZSTACK_CHOICES) == set(zstack.ZStack)  # run/cli mirrors it import-free
+    assert set(zstack.REDUCTIONS) == set(zstack.ZStack) - {zstack.ZStack.ALL}
