@@ -1,4 +1,4 @@
-"""``python -m lightmycells.evaluate``: score prediction folders, write the metrics JSON and a report.
+"""``python -m lightmycells.evaluate``: score predictions, write the metrics JSON and a report.
 
 ``--pred DIR`` (or ``--baseline input|blur``) against ``--truth DIR``, written to ``--out``;
 ``--floors input,blur`` also scores those baselines (each written as ``OUT.<name>.json``) so
