@@ -35,6 +35,10 @@ def test_mip_and_2d_and_bad_mode(stack):
 def test_one_z_stack_vocabulary_for_the_command_line_and_the_reduction():
     from lightmycells.run import cli
 
-    assert [m.value for m in zstack.ZStack] == ["best", "mip", "all"]
-    assert set(cli.ZSTACK_CHOICES) == set(zstack.ZStack)  # run/cli mirrors it import-free
-    assert set(zstack.REDUCTIONS) == set(zstack.ZStack) - {zstack.ZStack.ALL}
+    z = zstack.ZStack
+    assert set(cli.ZSTACK_CHOICES) == set(zstack.INFERENCE) == {"best", "mip", "all"}
+    assert set(zstack.REDUCTIONS) == set(zstack.INFERENCE) - {z.ALL}
+    assert set(zstack.TRAINED) == {"plane", "mip", "best"}
+    # every way a model can have been trained maps to a reduction the container applies
+    assert set(zstack.REDUCTION) == set(zstack.TRAINED)
+    assert set(zstack.REDUCTION.values()) <= set(zstack.REDUCTIONS)

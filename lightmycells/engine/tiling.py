@@ -1,13 +1,15 @@
 """Tile grids, the Hann window and blending — pure numpy; the model is passed in as a function.
 
-``predict_tiled`` cuts an image into one fixed tile shape with at least the requested
-overlap, feeds the tiles to ``predict`` in equal full batches (one shape per image), and blends
+``predict_tiled`` cuts an image into tiles of one shape — chosen per image, by ``plan_tiles``
+or as the model's patch, so different images may get different shapes — with at least the
+requested overlap, feeds the tiles to ``predict`` in equal full batches, and blends
 the outputs with a Hann window: it accumulates Σw·y in the output buffer and divides once by
 Σw. The window and the grid are separable, so Σw is an outer product of two 1D sums and no
 weight image is stored: memory is one output image plus one batch (and a reflect-padded
 copy of the input only when the image is smaller than a tile).
 
-``plan_tiles`` picks, per image, a tile shape from a small fixed set of edges so that the
+``plan_tiles`` picks, per image, a tile shape with edges that are multiples of
+:data:`TILE_MULTIPLE` between the patch and ``MAX_EDGE_PATCHES`` patches, so that the
 pixels computed (tiles × tile area) stay close to the image's own pixel count while every
 overlap stays at least the model's ``overlap × patch`` (fully convolutional models only).
 """
@@ -35,7 +37,8 @@ def hann(length: int) -> np.ndarray:
     """A Hann window sampled at pixel centres, ``sin²(π(i + ½)/length)``: positive everywhere.
 
     Sampling at centres keeps the edge weight above zero (≈ (π/2L)²), so a pixel covered by a
-    single tile edge still gets a weight > 0 and Σw·y / Σw returns its value exactly.
+    single tile edge still gets a weight > 0 and Σw·y / Σw returns its value (to float32
+    rounding: (w·y)/w may differ from y in the last bit).
     """
     i = np.arange(length, dtype=np.float64)
     return (np.sin(np.pi * (i + 0.5) / length) ** 2).astype(np.float32)
