@@ -13,6 +13,8 @@ conv_model(channels, kernel=5)  one zero-padded k×k convolution (local, not equ
 equivariant_model(channels)     isotropic 5×5 conv, ReLU, isotropic 3×3 conv: commutes
                                 exactly with the 8 dihedral transforms (any H, W)
 unet_model(channels, depth=2)   a tiny UNet; H and W must be multiples of 2**depth
+batch_mean_model(channels)      output[b, c] == input[b] + mean over the batch of input:
+                                reveals which tiles shared a model call
 """
 
 from __future__ import annotations
@@ -79,6 +81,21 @@ def conv_model(channels: int = 1, *, kernel: int = 5, seed: int = 0) -> onnx.Mod
     nodes = [helper.make_node("Conv", [INPUT, "w", "b"], [OUTPUT],
                               kernel_shape=[kernel, kernel], pads=[pad] * 4)]
     return _model(nodes, [_init("w", weight), _init("b", bias)], channels)
+
+
+def batch_mean_model(channels: int = 1) -> onnx.ModelProto:
+    """``output[b, c] = input[b, 0] + mean_b' input[b', 0]``: a call's tiles leave a trace.
+
+    With one tile per call the output is ``2 · input``; with several, each tile also carries
+    the mean of the tiles it was batched with, so the grouping of tiles into calls shows.
+    """
+    nodes = [
+        helper.make_node("ReduceMean", [INPUT], ["mean"], axes=[0], keepdims=1),
+        helper.make_node("Add", [INPUT, "mean"], ["sum"]),
+        helper.make_node("Concat", ["sum"] * channels, [OUTPUT], axis=1) if channels > 1
+        else helper.make_node("Identity", ["sum"], [OUTPUT]),
+    ]
+    return _model(nodes, [], channels)
 
 
 def _isotropic_kernels(n_out: int, n_in: int, size: int, rng: np.random.Generator) -> np.ndarray:

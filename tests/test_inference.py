@@ -319,8 +319,9 @@ def test_a_failed_write_fails_only_its_input(tmp_path, identity_weights, capsys)
     assert not list(out.rglob("image_2_BF_z0.tiff"))  # nothing half-written for Study_2
 
 
-def test_engine_options_reach_the_engine(tmp_path, identity_weights):
-    image = make_input(tmp_path / "in" / "a_BF.tiff", shape=(45, 61))
+def test_engine_options_are_accepted_and_recorded(tmp_path, identity_weights):
+    # Whether each option changes what the engine computes: tests/test_engine_options.py.
+    make_input(tmp_path / "in" / "a_BF.tiff", shape=(45, 61))
     out = tmp_path / "out"
     assert run(["--input", tmp_path / "in", "--output", out, "--weights", identity_weights,
                 "--device", "cpu", "--tta", "--overlap", "0.5", "--batch-size", "2",
@@ -328,6 +329,3 @@ def test_engine_options_reach_the_engine(tmp_path, identity_weights):
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["tta"] is True and summary["written"] == 1
     assert not (out / "summary.json").exists()
-    # flips and rotations of an identity model, blended with 50 % overlap: still the input
-    prediction, _ = ome.read(outputs_of(out, "a_BF.tiff")[Organelle.MITOCHONDRIA])
-    np.testing.assert_allclose(prediction, normalized(image), atol=1e-4)

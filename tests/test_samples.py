@@ -1,5 +1,6 @@
 """The bundled samples: what they cover, and test.sh's comparison run without Docker."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -7,10 +8,11 @@ import numpy as np
 import pytest
 
 import inference
+from lightmycells.engine import tiling
 from lightmycells.engine.manifest import MANIFEST_NAME, load, sha256_file
 from lightmycells.eval import compare
 from lightmycells.io import ome
-from lightmycells.vocab import INPUT_FOLDER, ORGANELLES, Modality
+from lightmycells.vocab import INPUT_FOLDER, ORGANELLES, Modality, Organelle
 from scripts.make_test_samples import MAX_BYTES, WEIGHTS_STAMP
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,8 +37,61 @@ def test_samples_cover_every_modality_odd_sizes_and_stay_small():
     assert total < MAX_BYTES
 
 
-@pytest.mark.skipif(not (WEIGHTS / MANIFEST_NAME).is_file(),
-                    reason="weights/manifest.json does not exist yet (trained weights not shipped)")
+def _tiled_samples():
+    """(path, plan) of the samples the shipped weights predict in two tiles or more."""
+    entries = load(WEIGHTS).models
+    out = []
+    for path in INPUTS:
+        image, _ = ome.read(path)
+        plans = [tiling.plan_tiles(image.shape, patch=e.patch, overlap=e.overlap)
+                 for e in entries]
+        if all(plan.tiles >= 2 for plan in plans):
+            out.append((path, plans))
+    return out
+
+
+WEIGHTS_MISSING = pytest.mark.skipif(
+    not (WEIGHTS / MANIFEST_NAME).is_file(),
+    reason="weights/manifest.json does not exist yet (trained weights not shipped)")
+
+
+@WEIGHTS_MISSING
+def test_a_sample_is_blended_from_several_tiles_of_every_shipped_model():
+    assert _tiled_samples(), "no sample needs two tiles; the tile seams go untested"
+
+
+@WEIGHTS_MISSING
+def test_tiled_expected_outputs_agree_with_whole_image_runs_of_the_shipped_models():
+    import onnxruntime as ort
+
+    (path, _), *_ = _tiled_samples()
+    image, _ = ome.read(path)
+    low, high = np.percentile(image.astype(np.float64), [2.0, 99.8])
+    x = ((image - low) / (high - low)).astype(np.float32)[None, None]  # the manifest's norm
+    for entry in json.loads((WEIGHTS / MANIFEST_NAME).read_text())["models"]:
+        assert entry["input_norm"] == {"kind": "percentile", "low": 2.0, "high": 99.8}
+        assert entry["pixel_size_um"] is None  # no resampling: the model sees the image as is
+        session = ort.InferenceSession(WEIGHTS / entry["file"],
+                                       providers=["CPUExecutionProvider"])
+        whole = session.run(None, {session.get_inputs()[0].name: x})[0][0]
+        plan = tiling.plan_tiles(image.shape, patch=entry["patch"], overlap=entry["overlap"])
+        (ty, tx), (height, width) = plan.tile, image.shape
+        assert (tx, plan.tiles) == (width, 2)  # two tiles along Y, one exact tile along X
+        for channel, name in enumerate(entry["organelles"]):
+            folder = Organelle(name).output_folder
+            tiled, _ = ome.read(EXPECTED / "images" / folder / path.name)
+            diff = np.abs(tiled - whole[channel])
+            low, high = np.percentile(whole[channel], [2.0, 99.8])
+            rows = np.flatnonzero(diff.max(axis=1) > 1e-3 * (high - low))
+            # The two tiles overlap in rows [height - ty, ty). Outside, one tile alone covers
+            # each pixel, far enough from its inner edge for the UNet to see what the whole
+            # image shows it; inside, the tiles' edge effects are blended down by the window.
+            assert rows.size and rows.min() >= height - ty and rows.max() < ty, name
+            assert diff.max() <= 0.1 * (high - low), name  # measured ≤ 0.05
+            assert np.corrcoef(tiled.ravel(), whole[channel].ravel())[0, 1] >= 0.9999
+
+
+@WEIGHTS_MISSING
 def test_samples_match_expected_output(tmp_path):
     assert (EXPECTED / "images").is_dir(), f"no test/expected_output; run {REGENERATE}"
     stamp = (EXPECTED / WEIGHTS_STAMP).read_text().strip()
