@@ -23,7 +23,8 @@ from pathlib import Path
 from lightmycells.cpus import available_cpus
 from lightmycells.eval import report
 from lightmycells.eval.errors import EvaluationError
-from lightmycells.eval.evaluate import Evaluation, run, write_json
+from lightmycells.eval.evaluate import Evaluation, run
+from lightmycells.eval.official import JSON_INDENT
 from lightmycells.eval.sources import BASELINES
 from lightmycells.io import atomic
 from lightmycells.vocab import INPUT_FOLDER
@@ -92,10 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _write(evaluation: Evaluation, out: Path, report_dir: Path | None, *, command: str) -> None:
     """The primary JSON at ``out``, each floor's beside it, and the report if asked for."""
-    write_json(out, evaluation.primary_json())
+    atomic.write_json(out, evaluation.primary_json(), indent=JSON_INDENT)
     for source, data in evaluation.metrics.items():
         if source != evaluation.primary:
-            write_json(out.with_suffix(f".{source}.json"), data)
+            atomic.write_json(out.with_suffix(f".{source}.json"), data, indent=JSON_INDENT)
     if report_dir is not None:
         report.write_report(report_dir, evaluation, command=command)
 

@@ -79,11 +79,6 @@ def run(
                       sources[0])
 
 
-def write_json(path: Path, data: dict[str, Any]) -> Path:
-    """Write a metrics JSON as the official file is written (``NaN`` as the bare token)."""
-    return atomic.write_json(path, data, indent=JSON_INDENT)
-
-
 def evaluate(
     truth: Path,
     pred: Path | None = None,
@@ -135,5 +130,5 @@ def evaluate(
                      only_predicted=only_predicted, jobs=jobs, progress=progress)
     data = evaluation.primary_json()
     if out is not None:
-        write_json(out, data)
+        atomic.write_json(out, data, indent=JSON_INDENT)  # NaN as the bare token, as official
     return data
