@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from lightmycells.engine import zstack
+from lightmycells.engine.zstack import INFERENCE as ZSTACK_MODES
 from lightmycells.io import ome
-from lightmycells.run.cli import ZSTACK_CHOICES as ZSTACK_MODES
 from lightmycells.vocab import Modality, Organelle
 
 #: Smallest image side the models accept (a 4-level UNet halves 16 px down to 1).

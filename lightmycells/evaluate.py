@@ -1,4 +1,6 @@
-"""``python -m lightmycells.evaluate ...``: the evaluation command (a contract in DESIGN.md).
+"""``python -m lightmycells.evaluate ...``: the evaluation command (docs/EVALUATION.md).
+
+Its name is a contract of the team's DESIGN.md, which lives outside this repository.
 
 The code lives in :mod:`lightmycells.eval`; this name stays so scripts and docs keep working.
 """

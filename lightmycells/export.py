@@ -1,4 +1,6 @@
-"""``python -m lightmycells.export ...``: the export command (a contract in DESIGN.md).
+"""``python -m lightmycells.export ...``: the export command (docs/TRAINING.md).
+
+Its name is a contract of the team's DESIGN.md, which lives outside this repository.
 
 The export itself, and torch, live in :mod:`lightmycells.train.export`.
 """

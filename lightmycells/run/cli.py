@@ -30,7 +30,7 @@ from lightmycells.vocab import (
 )
 
 GC_INPUT, GC_OUTPUT = Path("/input"), Path("/output")
-ZSTACK_CHOICES = ("best", "mip", "all")  # mirrors process.ZSTACK_MODES, kept import-free
+ZSTACK_CHOICES = ("best", "mip", "all")  # = engine.zstack.INFERENCE (tests/test_zstack.py)
 
 
 class ConfigError(Exception):
