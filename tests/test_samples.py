@@ -170,3 +170,23 @@ def test_sample_inputs_import_into_grand_challenge(tmp_path):
     result = convert(input_directory=INPUTS[0].parent, output_directory=tmp_path,
                      builders=[image_builder_tiff], post_processors=[])
     assert sorted(result.consumed_files) == [p.resolve() for p in INPUTS]
+
+
+def test_regenerating_keeps_unchanged_sample_files_byte_for_byte(tmp_path):
+    from scripts.make_test_samples import sync
+
+    made, dest = tmp_path / "made", tmp_path / "dest"
+    image = np.arange(20 * 30, dtype=np.uint16).reshape(20, 30)
+    for root in (made, dest):  # two writes of one image: tifffile stamps different UUIDs
+        root.mkdir()
+        for name in ("same", "changed", "stale"):
+            ome.write(root / f"{name}.tiff", image, channel="BF", pixel_size_um=(0.1, 0.1))
+    assert (made / "same.tiff").read_bytes() != (dest / "same.tiff").read_bytes()
+    (made / "stale.tiff").unlink()
+    ome.write(made / "changed.tiff", image + 1, channel="BF", pixel_size_um=(0.1, 0.1))
+    ome.write(made / "new.tiff", image, channel="BF", pixel_size_um=(0.1, 0.1))
+    before = (dest / "same.tiff").read_bytes()
+    assert sync(made, dest) == [dest / "changed.tiff", dest / "new.tiff"]
+    assert (dest / "same.tiff").read_bytes() == before
+    assert sorted(p.name for p in dest.iterdir()) == ["changed.tiff", "new.tiff", "same.tiff"]
+    np.testing.assert_array_equal(ome.read(dest / "changed.tiff")[0], image + 1)
