@@ -32,7 +32,7 @@ ALLOWED: dict[str, set[str]] = {
 }
 # Entry points at the repository root: the Grand-Challenge template expects them there.
 ENTRY_POINTS = {"inference.py": {"run", "engine", "io", "vocab"},
-                "process.py": {"engine", "io", "vocab", "run"}}
+                "process.py": {"engine", "io", "vocab"}}
 # Third-party modules that only one part may import.
 CONFINED = {"torch": {"train"}, "onnx": {"train"}, "onnxruntime": {"engine/runtime", "train"}}
 

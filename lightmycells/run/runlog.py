@@ -136,13 +136,8 @@ class RunLog:
               f"{summary['failed']} failed of {summary['total']} in {summary['seconds']:.1f} s "
               f"({summary['images_per_minute']:.1f} images/min)", file=self._out, flush=True)
         if json_path is not None:
-            write_json(json_path, summary)
+            atomic.write_json(json_path, summary)
         return summary
-
-
-def write_json(path: Path, document: Mapping[str, Any]) -> None:
-    """Write ``document`` to ``path`` through a temporary name and a rename."""
-    atomic.write_json(path, document)
 
 
 def _clock(seconds: float) -> str:
