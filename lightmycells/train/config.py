@@ -136,12 +136,13 @@ class ModelConfig(_Strict):
     """Residual blocks per level."""
     norm: Literal["batch", "none"] = "batch"
     """Batch norm folds into a per-channel affine map at inference, so it is tile-independent."""
-    gate: Gate = Gate.OKTAY
-    """Skip wiring of ``attresunet`` (see :class:`Gate`); other models have no gates."""
+    gate: Gate | None = None
+    """Skip wiring of ``attresunet`` (see :class:`Gate`; null means ``oktay``); other models
+    have no gates and take null."""
 
     @model_validator(mode="after")
     def _gate_only_where_gated(self) -> ModelConfig:
-        if "gate" in self.model_fields_set and self.name != "attresunet":
+        if self.gate is not None and self.name != "attresunet":
             raise ValueError(f"model.gate applies to model 'attresunet' only (got model "
                              f"{self.name!r} with gate {self.gate!r})")
         return self

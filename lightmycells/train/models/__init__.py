@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from lightmycells.train.config import ModelConfig
+from lightmycells.train.config import Gate, ModelConfig
 from lightmycells.train.models.attresunet import AttentionResUNet
 from lightmycells.train.models.runet import RUNet
 
@@ -23,7 +23,7 @@ MODELS: dict[str, ModelFactory] = {
     ),
     "attresunet": lambda cfg, out_channels: AttentionResUNet(
         out_channels=out_channels, depth=cfg.depth, width=cfg.width, blocks=cfg.blocks,
-        norm=cfg.norm, gate=cfg.gate,
+        norm=cfg.norm, gate=cfg.gate or Gate.OKTAY,
     ),
 }
 
