@@ -359,7 +359,10 @@ def _gamma_normalized(plane: Plane, crop: np.ndarray, gamma: float) -> np.ndarra
 
     Percentiles commute with monotonic maps, so mapping the stored percentiles through the
     same curve gives exactly the percentile normalisation of the gamma-corrected image.
+    Without a curve (gamma 1) the crop gets the engine's normalisation, bit for bit.
     """
+    if gamma == 1.0:
+        return plane.normalized(crop)
     span = max(plane.vmax - plane.vmin, normalize.EPS)
 
     def curve(v: np.ndarray | float) -> np.ndarray:
