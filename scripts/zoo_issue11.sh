@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Issue 11's comparison (docs/MODELS.md): gate wirings of the Attention ResUNet, native scale vs
+# a physical pixel size vs per-range models, on nucleus, at a small CPU budget.
+#
+#   scripts/zoo_issue11.sh [STAGE ...]   stages: data train evaluate table (default: all)
+#
+# data:     the zoo's training set (simulator seed 11, 12 studies × 8 fields of view, 512²) and a
+#           larger held-out set (seed 9001, 12 studies × 3 fields of view × 3 planes) so both
+#           pixel-size halves have several studies
+# train:    the runs below in two lanes (one torch thread each, nice 10), STEPS steps each
+# evaluate: export each run's best.pt, predict the held-out set with the container
+#           (inference.py, one thread), score it with python -m lightmycells.eval
+# table:    mean nucleus PCC / SSIM overall, per pixel-size half and per modality
+#
+# Environment: RUN (runs/zoo), STEPS (150), PYTHON (python).
+set -euo pipefail
+
+RUN=${RUN:-runs/zoo}
+STEPS=${STEPS:-150}
+PYTHON=${PYTHON:-python}
+Z=configs/zoo
+# name|config|extra overrides — lane A and lane B run side by side
+LANE_A=("att_oktay|$Z/seed004_attresunet_oktay.yaml|"
+        "runet_016|$Z/seed000_runet_016.yaml|"
+        "att_bughunters|$Z/seed004_attresunet_bughunters.yaml|"
+        "runet_low|$Z/seed004_perrange_runet_060-110.yaml|")
+LANE_B=("att_none|$Z/seed004_attresunet_none.yaml|"
+        "runet_native|$Z/seed000_runet_native.yaml|"
+        "runet_native_s1|$Z/seed000_runet_native.yaml|--set seed=1"
+        "runet_high|$Z/seed004_perrange_runet_110-170.yaml|")
+
+stamp() { date -u +%H:%M:%S; }
+
+stage_data() {
+    "$PYTHON" -m lightmycells.simulate --out "$RUN/data/train" --studies 12 --fovs 8 --seed 11 \
+        --size 512 --all-labels --quiet
+    "$PYTHON" -m lightmycells.simulate --out "$RUN/data/heldout" --studies 12 --fovs 3 \
+        --seed 9001 --size 512 --all-labels --planes 3 --quiet
+}
+
+run_lane() {
+    local item name config sets
+    for item in "$@"; do
+        IFS='|' read -r name config sets <<< "$item"
+        echo "[$(stamp)] start $name"
+        # shellcheck disable=SC2086  # $sets holds separate words
+        nice -n 10 "$PYTHON" -m lightmycells.train --config "$config" \
+            --set "data.roots=[$RUN/data/train]" --set "out=$RUN/$name" --steps "$STEPS" \
+            $sets > "$RUN/$name.log" 2>&1
+        echo "[$(stamp)] end $name: $(tail -n 1 "$RUN/$name.log")"
+    done
+}
+
+stage_train() {
+    mkdir -p "$RUN"
+    run_lane "${LANE_A[@]}" &
+    local a=$!
+    run_lane "${LANE_B[@]}" &
+    local b=$!
+    wait "$a"
+    wait "$b"
+}
+
+evaluate_one() {
+    local name=$1 weights="$RUN/w_$1" pred="$RUN/pred_$1"
+    [ -f "$RUN/$name/best.pt" ] || { echo "[$(stamp)] $name: no best.pt, skipped"; return; }
+    rm -rf "$weights" "$pred"
+    # the export checks the manifest with the engine's loader; an engine without issue 11's
+    # pixel_size_um_range refuses per-range entries, so the key is dropped for scoring here
+    "$PYTHON" -m lightmycells.train.export --checkpoint "$RUN/$name/best.pt" --out "$weights" \
+        || true
+    "$PYTHON" - "$weights" <<'EOF'
+import json, sys
+from pathlib import Path
+from lightmycells.engine.manifest import ModelEntry
+path = Path(sys.argv[1]) / "manifest.json"
+doc = json.loads(path.read_text())
+for entry in doc["models"]:
+    for key in ("pixel_size_um_range", "zstack"):
+        if key in entry and key not in ModelEntry.model_fields:
+            del entry[key]
+path.write_text(json.dumps(doc, indent=2))
+EOF
+    nice -n 10 "$PYTHON" inference.py --input "$RUN/data/heldout" --output "$pred" \
+        --weights "$weights" --organelles nucleus --device cpu --threads 1 > "$pred.log" 2>&1
+    nice -n 10 "$PYTHON" -m lightmycells.eval --truth "$RUN/data/heldout" --pred "$pred" \
+        --out "$RUN/metrics_$name.json" --jobs 1 --quiet
+    echo "[$(stamp)] $name scored: $RUN/metrics_$name.json"
+}
+
+stage_evaluate() {
+    local item name
+    for item in "${LANE_A[@]}" "${LANE_B[@]}"; do
+        IFS='|' read -r name _ <<< "$item"
+        evaluate_one "$name"
+    done
+}
+
+stage_table() {
+    "$PYTHON" - "$RUN" <<'EOF'
+import json, sys
+from pathlib import Path
+import numpy as np
+from lightmycells.train import data
+run = Path(sys.argv[1])
+size = {f.study: f.pixel_size_um[1] for f in data.index_fovs([run / "data" / "heldout"])}
+SPLIT = 0.11
+print("| run | PCC all | SSIM all | PCC < 0.11 µm | SSIM < 0.11 µm | PCC ≥ 0.11 µm "
+      "| SSIM ≥ 0.11 µm | PCC BF / PC / DIC | images |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for path in sorted(run.glob("metrics_*.json")):
+    rows = [r for r in json.loads(path.read_text())["results"] if r.get("nucleus")]
+    def mean(metric, keep=lambda r: True):
+        values = [r["nucleus"][metric] for r in rows if keep(r)]
+        return f"{np.mean(values):.3f}" if values else "n/a"
+    low = lambda r: size[r["image_name"].split("/")[0]] < SPLIT
+    high = lambda r: not low(r)
+    mods = " / ".join(mean("PCC", lambda r, m=m: r["modality"] == m) for m in ("BF", "PC", "DIC"))
+    print(f"| {path.stem[8:]} | {mean('PCC')} | {mean('SSIM')} | {mean('PCC', low)} "
+          f"| {mean('SSIM', low)} | {mean('PCC', high)} | {mean('SSIM', high)} | {mods} "
+          f"| {len(rows)} |")
+EOF
+}
+
+main() {
+    local stages=("$@")
+    [ ${#stages[@]} -gt 0 ] || stages=(data train evaluate table)
+    local stage
+    for stage in "${stages[@]}"; do
+        case "$stage" in
+            data | train | evaluate | table) "stage_$stage" ;;
+            *) echo "unknown stage '$stage' (expected data, train, evaluate or table)" >&2
+               exit 2 ;;
+        esac
+    done
+}
+
+main "$@"
