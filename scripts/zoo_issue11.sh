@@ -22,12 +22,12 @@ Z=configs/zoo
 # name|config|extra overrides — lane A and lane B run side by side
 LANE_A=("att_oktay|$Z/seed004_attresunet_oktay.yaml|"
         "runet_016|$Z/seed000_runet_016.yaml|"
-        "att_bughunters|$Z/seed004_attresunet_bughunters.yaml|"
-        "runet_low|$Z/seed004_perrange_runet_060-110.yaml|")
+        "runet_low|$Z/seed004_perrange_runet_060-110.yaml|"
+        "att_bughunters|$Z/seed004_attresunet_bughunters.yaml|")
 LANE_B=("att_none|$Z/seed004_attresunet_none.yaml|"
         "runet_native|$Z/seed000_runet_native.yaml|"
-        "runet_native_s1|$Z/seed000_runet_native.yaml|--set seed=1"
-        "runet_high|$Z/seed004_perrange_runet_110-170.yaml|")
+        "runet_high|$Z/seed004_perrange_runet_110-170.yaml|"
+        "runet_native_s1|$Z/seed000_runet_native.yaml|--set seed=1")
 
 stamp() { date -u +%H:%M:%S; }
 
