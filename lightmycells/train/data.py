@@ -211,12 +211,6 @@ def pixel_size_yx(path: Path) -> tuple[float, float] | None:
     return float(meta.pixel_size_um[0]), float(meta.pixel_size_um[1])
 
 
-def pixel_size_um(path: Path) -> float | None:
-    """Pixel size (x) of one OME-TIFF from its header only, or None when unknown."""
-    size = pixel_size_yx(path)
-    return size[1] if size else None
-
-
 def in_pixel_range(fovs: Iterable[FieldOfView], lo: float, hi: float) -> list[FieldOfView]:
     """The fields of view whose pixel size (x, µm) lies in ``[lo, hi)``.
 
