@@ -236,10 +236,10 @@ def export_checkpoint(
                            patch=patch, overlap=overlap)
     parity_fp16 = None
     if fp16:
-        half_path = export_onnx(HalfPrecision(loaded.model), out / f"{stem}.fp16.onnx", patch)
         real = real_inputs(sample_paths, patch, spec) if sample_paths else []
-        parity_fp16 = max_difference(loaded.model, half_path, [*random_inputs, *real])
-        _check_parity(half_path, parity_fp16, fp16_tolerance)
+        half_path = out / f"{stem}.fp16.onnx"
+        parity_fp16 = _export_fp16(loaded.model, half_path, patch, [*random_inputs, *real],
+                                   fp16_tolerance)
         entry["fp16"] = {"file": half_path.name, "sha256": manifest.sha256_file(half_path)}
     if write_manifest:
         update_manifest(out, entry)
@@ -249,6 +249,15 @@ def export_checkpoint(
         parity_random=parity_random, parity_real=parity_real, entry=entry,
         parity_fp16=parity_fp16,
     )
+
+
+def _export_fp16(model: torch.nn.Module, path: Path, patch: int,
+                 inputs: Sequence[np.ndarray], tolerance: float) -> float:
+    """Write the float16 variant of ``model`` to ``path``; its parity with float32 PyTorch."""
+    export_onnx(HalfPrecision(model), path, patch)
+    parity = max_difference(model, path, inputs)
+    _check_parity(path, parity, tolerance)
+    return parity
 
 
 def _check_parity(onnx_path: Path, worst: float, tolerance: float) -> None:
