@@ -2,14 +2,17 @@
 input normalisation being the engine's (issues 11 and 14)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from lightmycells.engine import normalize, resample
 from lightmycells.io import ome
 from lightmycells.train import data
+from lightmycells.train.__main__ import main as train_main
 from lightmycells.train.config import ZStack
 from lightmycells.train.export import export_checkpoint
 from lightmycells.train.loop import BEST, train
@@ -190,3 +193,19 @@ def test_export_writes_scale_range_and_zstack(tmp_path):
     entry = export_checkpoint(tmp_path / "run2" / BEST, tmp_path / "w2").entry
     assert "pixel_size_um_range" not in entry and "zstack" not in entry
     assert entry["pixel_size_um"] == 0.1
+
+
+@pytest.mark.parametrize("path", sorted(Path("configs/zoo").glob("*.yaml")), ids=lambda p: p.stem)
+def test_zoo_config_runs_at_any_step_count(tmp_path, path):
+    raw = yaml.safe_load(path.read_text())["data"]
+    lo, hi = raw.get("pixel_size_range_um") or (0.09, 0.11)
+    pixel_um = (lo + hi) / 2  # inside a per-range config's range
+    root = make_studies(tmp_path / "d", size=(64, 64), pixel_um=pixel_um)
+    out = tmp_path / "run"
+    code = train_main(["--config", str(path), "--set", f"data.roots=[{root}]",
+                       "--set", f"out={out}", "--set", "data.batch_size=2",
+                       "--set", "data.max_val_images=1", "--steps", "2"])
+    assert code == 0
+    state = torch.load(out / BEST, weights_only=False)
+    assert state["step"] == 2
+    assert state["pixel_size_um"] == pytest.approx(raw.get("resample_um") or pixel_um)
