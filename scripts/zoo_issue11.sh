@@ -11,10 +11,10 @@
 #           samples; the optics keep the simulated high NA), inputs and truth alike
 # train:    the runs below in two lanes (one torch thread each, nice 10), STEPS steps each
 # evaluate: export each run's best.pt, predict the held-out set with the container
-#           (inference.py, one thread), score it with python -m lightmycells.eval
+#           (inference.py, one thread), score it with python -m lightmycells.evaluate
 # table:    mean nucleus PCC / SSIM overall, per pixel-size half and per modality
 #
-# Environment: RUN (runs/zoo), STEPS (150), PYTHON (python).
+# Environment: RUN (runs/zoo), STEPS (150), PYTHON (python), NAMES (evaluate only these runs).
 set -euo pipefail
 
 RUN=${RUN:-runs/zoo}
@@ -87,10 +87,10 @@ stage_train() {
 evaluate_one() {
     local name=$1 weights="$RUN/w_$1"
     [ -f "$RUN/$name/best.pt" ] || { echo "[$(stamp)] $name: no best.pt, skipped"; return; }
-    rm -rf "$weights" "$pred"
+    rm -rf "$weights"
     # the export checks the manifest with the engine's loader; an engine without issue 11's
     # pixel_size_um_range refuses per-range entries, so the key is dropped for scoring here
-    "$PYTHON" -m lightmycells.train.export --checkpoint "$RUN/$name/best.pt" --out "$weights" \
+    "$PYTHON" -m lightmycells.export --checkpoint "$RUN/$name/best.pt" --out "$weights" \
         || true
     "$PYTHON" - "$weights" <<'EOF'
 import json, sys
@@ -110,16 +110,19 @@ EOF
         rm -rf "$pred"
         nice -n 10 "$PYTHON" inference.py --input "$RUN/data/$set" --output "$pred" \
             --weights "$weights" --organelles nucleus --device cpu --threads 1 > "$pred.log" 2>&1
-        nice -n 10 "$PYTHON" -m lightmycells.eval --truth "$RUN/data/$set" --pred "$pred" \
+        nice -n 10 "$PYTHON" -m lightmycells.evaluate --truth "$RUN/data/$set" --pred "$pred" \
             --out "$RUN/metrics_${set}_$name.json" --jobs 1 --quiet
         echo "[$(stamp)] $name scored on $set: $RUN/metrics_${set}_$name.json"
     done
 }
 
 stage_evaluate() {
-    local item name
+    local item name names=()
     for item in "${LANE_A[@]}" "${LANE_B[@]}"; do
         IFS='|' read -r name _ <<< "$item"
+        names+=("$name")
+    done
+    for name in ${NAMES:-${names[*]}}; do
         evaluate_one "$name"
     done
 }
