@@ -25,11 +25,13 @@ Z=configs/zoo
 LANE_A=("att_oktay|$Z/seed004_attresunet_oktay.yaml|"
         "runet_016|$Z/seed000_runet_016.yaml|"
         "runet_low|$Z/seed004_perrange_runet_060-110.yaml|"
-        "att_bughunters|$Z/seed004_attresunet_bughunters.yaml|")
+        "att_bughunters|$Z/seed004_attresunet_bughunters.yaml|"
+        "runet_016_low|$Z/seed000_runet_016.yaml|--set data.pixel_size_range_um=[0.06,0.11]")
 LANE_B=("att_none|$Z/seed004_attresunet_none.yaml|"
         "runet_native|$Z/seed000_runet_native.yaml|"
         "runet_high|$Z/seed004_perrange_runet_110-170.yaml|"
-        "runet_native_s1|$Z/seed000_runet_native.yaml|--set seed=1")
+        "runet_native_s1|$Z/seed000_runet_native.yaml|--set seed=1"
+        "att_oktay_s1|$Z/seed004_attresunet_oktay.yaml|--set seed=1")
 
 stamp() { date -u +%H:%M:%S; }
 
