@@ -153,7 +153,7 @@ def test_resume_reproduces_the_uninterrupted_run(studies, tmp_path):
         assert b[step] == pytest.approx(a[step], rel=1e-6, abs=1e-7)
 
 
-@pytest.mark.parametrize("path", sorted(Path("configs").glob("*.yaml")),
+@pytest.mark.parametrize("path", sorted(Path("configs").glob("**/*.yaml")),
                          ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path):
     cfg = load_config(path)

@@ -18,7 +18,8 @@ MODALITIES = ("BF", "PC")
 
 
 def make_studies(root: Path, *, studies: int = 2, fovs: int = 3, planes: int = 2,
-                 size: tuple[int, int] = (48, 48), seed: int = 0) -> Path:
+                 size: tuple[int, int] = (48, 48), seed: int = 0,
+                 pixel_um: float = 0.1) -> Path:
     """Write ``studies`` × ``fovs`` fields of view; mitochondria only on even FOV ids."""
     rng = np.random.default_rng(seed)
     image_id = 0
@@ -33,15 +34,16 @@ def make_studies(root: Path, *, studies: int = 2, fovs: int = 3, planes: int = 2
             for z in range(planes):
                 plane = 1000 + 3000 * base + 20 * z * rng.random(size)
                 ome.write(folder / f"image_{image_id}_{modality}_z{z}.ome.tiff",
-                          plane.astype(np.uint16), channel=modality, pixel_size_um=(0.1, 0.1))
+                          plane.astype(np.uint16), channel=modality,
+                          pixel_size_um=(pixel_um, pixel_um))
             nucleus = ndimage.gaussian_filter(base, 1.0) ** 2
             ome.write(folder / f"image_{image_id}_Nucleus.ome.tiff",
                       (60000 * nucleus).astype(np.uint16), channel="Nucleus",
-                      pixel_size_um=(0.1, 0.1))
+                      pixel_size_um=(pixel_um, pixel_um))
             if image_id % 2 == 0:
                 ome.write(folder / f"image_{image_id}_Mitochondria.ome.tiff",
                           (60000 * base**3).astype(np.uint16), channel="Mitochondria",
-                          pixel_size_um=(0.1, 0.1))
+                          pixel_size_um=(pixel_um, pixel_um))
     (root / "best_z.csv").write_text(
         "name,modality,image_z,best_z\n"
         + "".join(f"image_{i}_BF_z0,BF,0,1\n" for i in range(1, image_id + 1))

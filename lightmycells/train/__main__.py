@@ -17,7 +17,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="YAML training config")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a config key, e.g. steps=100")
+    parser.add_argument("--steps", type=int, metavar="N",
+                        help="optimisation steps (the same as --set steps=N)")
     args = parser.parse_args(argv)
+    if args.steps is not None:
+        args.overrides.append(f"steps={args.steps}")
 
     from lightmycells.train.config import ConfigError, dump_config, load_config
     from lightmycells.train.data import DataError

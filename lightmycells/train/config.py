@@ -7,6 +7,7 @@ directory of the command.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,31 @@ from lightmycells.vocab import MODALITIES, Modality, Organelle
 
 class ConfigError(ValueError):
     """A configuration file that cannot be used; the message names the file and key."""
+
+
+class Gate(StrEnum):
+    """Skip wiring of the attention residual U-Net (``model.gate``)."""
+
+    OKTAY = "oktay"
+    """Oktay et al. (2018): the gate multiplies the encoder skip."""
+    BUGHUNTERS = "bughunters"
+    """Seed 004's code: the gate multiplies the up-sampled decoder features."""
+    NONE = "none"
+    """No gate: a plain residual U-Net."""
+
+
+class ZStack(StrEnum):
+    """What a field of view's focus stack becomes before patches are drawn (``data.zstack``).
+
+    Also the manifest's ``zstack`` key, so the container reduces z-stack inputs the same way.
+    """
+
+    PLANE = "plane"
+    """Any single plane (a random one per sample in training: focus as augmentation)."""
+    MIP = "mip"
+    """The maximum-intensity projection of all planes (seed 004)."""
+    BEST = "best"
+    """The best-focus plane only (``best_z.csv``, else the middle plane)."""
 
 
 class _Strict(BaseModel):
@@ -72,11 +98,28 @@ class DataConfig(_Strict):
     """Upper percentile of the input and target normalisation."""
     augment: AugmentConfig = Field(default_factory=lambda: AugmentConfig())
     """Patch augmentation."""
+    resample_um: float | None = Field(default=None, gt=0.01, le=10.0)
+    """Resample every input and target to this pixel size (µm) at load time; null keeps
+    each image's own pixels. The export writes it as the manifest's ``pixel_size_um``."""
+    pixel_size_range_um: tuple[float, float] | None = None
+    """Train only on images whose pixel size (µm, x) lies in ``[lo, hi)``; null keeps all.
+    The export writes it as the manifest's ``pixel_size_um_range``."""
+    zstack: ZStack = ZStack.PLANE
+    """Focus-stack reduction before sampling (see :class:`ZStack`)."""
 
     @model_validator(mode="after")
     def _patch_is_even(self) -> DataConfig:
         if self.patch % 16:
             raise ValueError(f"data.patch must be a multiple of 16 (got {self.patch})")
+        return self
+
+    @model_validator(mode="after")
+    def _range_is_ordered(self) -> DataConfig:
+        if self.pixel_size_range_um is not None:
+            lo, hi = self.pixel_size_range_um
+            if not 0 <= lo < hi:
+                raise ValueError(f"data.pixel_size_range_um must be [lo, hi) with 0 <= lo < hi "
+                                 f"(got [{lo}, {hi}])")
         return self
 
 
@@ -93,6 +136,16 @@ class ModelConfig(_Strict):
     """Residual blocks per level."""
     norm: Literal["batch", "none"] = "batch"
     """Batch norm folds into a per-channel affine map at inference, so it is tile-independent."""
+    gate: Gate | None = None
+    """Skip wiring of ``attresunet`` (see :class:`Gate`; null means ``oktay``); other models
+    have no gates and take null."""
+
+    @model_validator(mode="after")
+    def _gate_only_where_gated(self) -> ModelConfig:
+        if self.gate is not None and self.name != "attresunet":
+            raise ValueError(f"model.gate applies to model 'attresunet' only (got model "
+                             f"{self.name!r} with gate {self.gate!r})")
+        return self
 
 
 class LossConfig(_Strict):

@@ -28,14 +28,13 @@ import torch
 from scipy import ndimage
 from torch.utils.data import Dataset
 
+from lightmycells.engine import normalize, resample, zstack
 from lightmycells.io import ome
 from lightmycells.io.layout import BEST_Z_FILE, INPUT_NAME, TARGET_NAME
 from lightmycells.io.planes import read_plane
-from lightmycells.train.config import AugmentConfig, DataConfig
+from lightmycells.train.config import AugmentConfig, DataConfig, ZStack
 from lightmycells.vocab import Modality, Organelle
 
-#: Keeps the normalisation's denominator off zero for constant images.
-NORM_EPS = 1e-6
 #: Smoothing of the elastic displacement field, in pixels.
 ELASTIC_SIGMA = 8.0
 
@@ -65,6 +64,8 @@ class FieldOfView:
         Organelle → target file, for the targets that exist.
     best_z:
         Best-focus plane from ``best_z.csv``, or None.
+    pixel_size_um:
+        ``(y, x)`` pixel size in µm of the first plane's header, or None when unknown.
     """
 
     study: str
@@ -74,6 +75,7 @@ class FieldOfView:
     z: tuple[int, ...]
     targets: dict[Organelle, Path] = field(hash=False)
     best_z: int | None = None
+    pixel_size_um: tuple[float, float] | None = None
 
     @property
     def key(self) -> str:
@@ -150,6 +152,7 @@ def index_fovs(
                 study=study, image_id=image_id, modality=Modality(modality),
                 planes=tuple(p for _, p in zs), z=tuple(z for z, _ in zs),
                 targets=dict(targets.get(image_id, {})), best_z=best.get((image_id, modality)),
+                pixel_size_um=pixel_size_yx(zs[0][1]),
             ))
     if not fovs:
         raise DataError(f"no input planes found under {', '.join(str(r) for r in roots)}")
@@ -199,52 +202,142 @@ def sampling_weights(fovs: Sequence[FieldOfView], organelles: Sequence[Organelle
     return weights / total
 
 
-def pixel_size_um(path: Path) -> float | None:
-    """Pixel size (x) of one OME-TIFF from its header only, or None when unknown."""
+def pixel_size_yx(path: Path) -> tuple[float, float] | None:
+    """Pixel size ``(y, x)`` in µm of one OME-TIFF from its header only, or None when unknown."""
     with tifffile.TiffFile(path) as tif:
         meta = ome.parse_meta(path.name, tif.ome_metadata)
-    return meta.pixel_size_um[1] if meta.pixel_size_um else None
+    if not meta.pixel_size_um:
+        return None
+    return float(meta.pixel_size_um[0]), float(meta.pixel_size_um[1])
+
+
+def in_pixel_range(fovs: Iterable[FieldOfView], lo: float, hi: float) -> list[FieldOfView]:
+    """The fields of view whose pixel size (x, µm) lies in ``[lo, hi)``.
+
+    Raises
+    ------
+    DataError
+        When none does (naming the range and the pixel sizes found).
+    """
+    fovs = list(fovs)
+    kept = [f for f in fovs if f.pixel_size_um is not None and lo <= f.pixel_size_um[1] < hi]
+    if not kept:
+        found = sorted({round(f.pixel_size_um[1], 4) for f in fovs if f.pixel_size_um})
+        shown = ", ".join(map(str, found[:8])) + (" ..." if len(found) > 8 else "")
+        raise DataError(f"no field of view has a pixel size in [{lo}, {hi}) µm "
+                        f"(found: {shown or 'none with a pixel size'})")
+    return kept
+
+
+class _Fixed(normalize._Affine):
+    """The engine's affine normalisation with statistics fixed in advance.
+
+    The statistics are the whole image's, so a crop is normalised with exactly the arithmetic
+    and the degenerate-image rule (spread ≤ ``normalize.EPS`` → scale 1) of
+    :class:`normalize.Percentile`.
+    """
+
+    def __init__(self, offset: float, spread: float) -> None:
+        self._stats = (offset, spread)
+
+    def stats(self, x: np.ndarray) -> tuple[float, float]:
+        """The fixed (offset, spread)."""
+        return self._stats
 
 
 @dataclass
 class Plane:
-    """One decoded image and the statistics its normalisation needs."""
+    """One decoded image (resampled when asked) and the statistics its normalisation needs."""
 
-    pixels: np.ndarray  # (Y, X) float32, raw intensities
-    low: float  # percentile norm_low
-    high: float  # percentile norm_high
+    pixels: np.ndarray  # (Y, X) float32, raw intensities (at the training pixel size)
+    offset: float  # the engine's percentile normalisation: norm_low percentile …
+    spread: float  # … and distance to the norm_high percentile, of the image as read
     vmin: float
     vmax: float
 
     def normalized(self, pixels: np.ndarray | None = None) -> np.ndarray:
-        """``(x - low) / (high - low)`` of this plane (or of a crop of it), float32.
+        """The engine's percentile normalisation of this plane (or of a crop of it), float32.
 
-        Unclipped, as the challenge metrics normalise.
+        Unclipped, as the challenge metrics normalise; equal to
+        ``normalize.Percentile(low, high).before(image)`` for the whole image as read.
         """
         pixels = self.pixels if pixels is None else pixels
-        return ((pixels - self.low) / max(self.high - self.low, NORM_EPS)).astype(np.float32)
+        return _Fixed(self.offset, self.spread).before(pixels)[0]
+
+
+#: What a plane is read from: one file, or a focus stack's files (maximum projection).
+Source = Path | tuple[Path, ...]
 
 
 class ImageStore:
-    """Reads planes (optionally keeping them), computing percentiles once per file."""
+    """Reads planes (optionally keeping them), normalisation statistics computed once per file.
 
-    def __init__(self, low: float, high: float, cache: bool) -> None:
-        self.low, self.high, self.cache = low, high, cache
-        self._planes: dict[Path, Plane] = {}
+    With ``resample_um`` every image whose pixel size differs from it by more than the
+    container's tolerance is resampled with the container's own resampler
+    (:func:`lightmycells.engine.resample.to_pixel_size`: anti-aliased when shrinking, pixel
+    centres on the same physical grid, so an input and its target stay aligned). The
+    normalisation statistics are those of the image as read, as the container normalises
+    before it resamples.
+    """
 
-    def get(self, path: Path) -> Plane:
-        """The decoded plane at ``path``; a ZYX file must hold a single plane."""
-        if path in self._planes:
-            return self._planes[path]
-        try:
-            pixels = read_plane(path).pixels  # TIFF, OME-TIFF or PNG (pairs CSVs)
-        except ome.ImageError as exc:
-            raise DataError(str(exc)) from None
-        low, high = np.percentile(pixels, [self.low, self.high])
-        plane = Plane(pixels, float(low), float(high), float(pixels.min()), float(pixels.max()))
+    def __init__(self, low: float, high: float, cache: bool,
+                 resample_um: float | None = None) -> None:
+        self.normalizer = normalize.Percentile(low, high)
+        self.cache, self.resample_um = cache, resample_um
+        self._planes: dict[tuple[Source, tuple[float, float] | None], Plane] = {}
+
+    def get(self, source: Source, pixel_size: tuple[float, float] | None = None) -> Plane:
+        """The decoded plane of ``source`` (a tuple: their maximum projection).
+
+        ``pixel_size`` ``(y, x)`` µm is needed with ``resample_um`` (a :class:`DataError`
+        names the file when it is missing).
+        """
+        key = (source, pixel_size)
+        if key in self._planes:
+            return self._planes[key]
+        paths = source if isinstance(source, tuple) else (source,)
+        raw = _read_plane(paths[0])
+        if len(paths) > 1:
+            raw = zstack.reduce(np.stack([raw, *(_read_plane(p) for p in paths[1:])]), "mip")
+        offset, spread = self.normalizer.stats(raw)
+        pixels = self._resampled(raw, pixel_size, paths[0])
+        plane = Plane(pixels, float(offset), float(spread), float(pixels.min()),
+                      float(pixels.max()))
         if self.cache:
-            self._planes[path] = plane
+            self._planes[key] = plane
         return plane
+
+    def _resampled(self, raw: np.ndarray, pixel_size: tuple[float, float] | None,
+                   path: Path) -> np.ndarray:
+        if self.resample_um is None:
+            return raw
+        if pixel_size is None:
+            raise DataError(f"{path}: no pixel size in the file, but data.resample_um is "
+                            f"{self.resample_um} µm (resampling needs it)")
+        if not resample.needs_resampling(pixel_size, self.resample_um):
+            return raw
+        return resample.to_pixel_size(raw, pixel_size, self.resample_um)
+
+
+def _read_plane(path: Path) -> np.ndarray:
+    """One 2D plane as float32 (TIFF, OME-TIFF or PNG for pairs CSVs); errors name the file."""
+    try:
+        return read_plane(path).pixels
+    except ome.ImageError as exc:
+        raise DataError(str(exc)) from None
+
+
+def input_source(fov: FieldOfView, mode: ZStack, rng: np.random.Generator | None = None) -> Source:
+    """What the model's input is read from under ``data.zstack``.
+
+    ``plane``: a random plane when ``rng`` is given (training), else the validation plane;
+    ``best``: the validation plane (``best_z.csv``, else the middle one); ``mip``: all planes.
+    """
+    if mode == ZStack.MIP:
+        return fov.planes if len(fov.planes) > 1 else fov.planes[0]
+    if mode == ZStack.PLANE and rng is not None:
+        return fov.planes[int(rng.integers(len(fov.planes)))]
+    return fov.validation_plane()
 
 
 def _crop(image: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
@@ -260,14 +353,17 @@ def _gamma_normalized(plane: Plane, crop: np.ndarray, gamma: float) -> np.ndarra
 
     Percentiles commute with monotonic maps, so mapping the stored percentiles through the
     same curve gives exactly the percentile normalisation of the gamma-corrected image.
+    Without a curve (gamma 1) the crop gets the engine's normalisation, bit for bit.
     """
-    span = max(plane.vmax - plane.vmin, NORM_EPS)
+    if gamma == 1.0:
+        return plane.normalized(crop)
+    span = max(plane.vmax - plane.vmin, normalize.EPS)
 
     def curve(v: np.ndarray | float) -> np.ndarray:
         return np.clip((np.asarray(v, np.float32) - plane.vmin) / span, 0.0, 1.0) ** gamma
 
-    low, high = curve(plane.low), curve(plane.high)
-    return ((curve(crop) - low) / max(float(high - low), NORM_EPS)).astype(np.float32)
+    low, high = curve(plane.offset), curve(plane.offset + plane.spread)
+    return _Fixed(float(low), float(high - low)).before(curve(crop))[0]
 
 
 def _elastic(stack: np.ndarray, rng: np.random.Generator, alpha: float) -> np.ndarray:
@@ -276,7 +372,7 @@ def _elastic(stack: np.ndarray, rng: np.random.Generator, alpha: float) -> np.nd
     dy, dx = (
         ndimage.gaussian_filter(rng.uniform(-1, 1, shape), ELASTIC_SIGMA) for _ in range(2)
     )
-    scale = alpha / max(np.abs(dy).max(), np.abs(dx).max(), NORM_EPS)
+    scale = alpha / max(np.abs(dy).max(), np.abs(dx).max(), normalize.EPS)
     yy, xx = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
     coords = [yy + scale * dy, xx + scale * dx]
     return np.stack([
@@ -310,7 +406,8 @@ class PatchDataset(Dataset):
         self.length = length
         self.weights = sampling_weights(self.fovs, self.organelles)
         self.cumulative = np.cumsum(self.weights)
-        self.store = store or ImageStore(cfg.norm_low, cfg.norm_high, cfg.cache)
+        self.store = store or ImageStore(cfg.norm_low, cfg.norm_high, cfg.cache,
+                                         cfg.resample_um)
 
     def __len__(self) -> int:
         return self.length
@@ -319,7 +416,7 @@ class PatchDataset(Dataset):
         rng = np.random.default_rng((self.seed, index))
         pick = int(np.searchsorted(self.cumulative, rng.random()))
         fov = self.fovs[min(pick, len(self.fovs) - 1)]
-        plane = self.store.get(fov.planes[int(rng.integers(len(fov.planes)))])
+        plane = self.store.get(input_source(fov, self.cfg.zstack, rng), fov.pixel_size_um)
         size = self.cfg.patch
         top = int(rng.integers(max(plane.pixels.shape[0] - size, 0) + 1))
         left = int(rng.integers(max(plane.pixels.shape[1] - size, 0) + 1))
@@ -333,7 +430,7 @@ class PatchDataset(Dataset):
         targets, mask = [], []
         for organelle in self.organelles:
             if organelle in fov.targets:
-                target = self.store.get(fov.targets[organelle])
+                target = self.store.get(fov.targets[organelle], fov.pixel_size_um)
                 targets.append(target.normalized(_crop(target.pixels, top, left, size)))
                 mask.append(1.0)
             else:

@@ -26,7 +26,7 @@ import torch
 from lightmycells.engine import manifest, normalize
 from lightmycells.io import ome
 from lightmycells.io.atomic import replacing, write_json
-from lightmycells.train.config import TrainConfig
+from lightmycells.train.config import TrainConfig, ZStack
 from lightmycells.train.models import build_model
 from lightmycells.vocab import MODALITIES
 
@@ -133,7 +133,11 @@ def real_inputs(paths: Sequence[Path], size: int, spec: dict[str, Any]) -> list[
 def manifest_entry(
     loaded: Loaded, *, name: str, file: str, onnx_path: Path, patch: int, overlap: float
 ) -> dict[str, Any]:
-    """The manifest entry (keys of docs/ARCHITECTURE.md) for an exported model."""
+    """The manifest entry (keys of docs/ARCHITECTURE.md) for an exported model.
+
+    ``pixel_size_um`` is ``data.resample_um`` when the model was trained at a physical pixel
+    size, else the training images' common pixel size (null when they differ).
+    """
     data_cfg = loaded.config.data
     modalities = [str(m) for m in data_cfg.modalities]
     if set(data_cfg.modalities) == set(MODALITIES):
@@ -143,7 +147,23 @@ def manifest_entry(
         "organelles": [str(o) for o in data_cfg.organelles], "modalities": modalities,
         "patch": patch, "overlap": overlap, "pixel_size_um": loaded.pixel_size_um,
         "input_norm": {"kind": "percentile", "low": data_cfg.norm_low, "high": data_cfg.norm_high},
+        **_scale_and_stack_keys(loaded.config),
     }
+
+
+def _scale_and_stack_keys(cfg: TrainConfig) -> dict[str, Any]:
+    """The optional manifest keys of issue 11, written only when they differ from the defaults.
+
+    ``pixel_size_um_range`` (``[lo, hi)`` µm, the images the model serves) and ``zstack`` (the
+    focus-stack reduction it was trained on); without them (no range, one plane) an entry
+    reads as before.
+    """
+    keys: dict[str, Any] = {}
+    if cfg.data.pixel_size_range_um is not None:
+        keys["pixel_size_um_range"] = list(cfg.data.pixel_size_range_um)
+    if cfg.data.zstack != ZStack.PLANE:
+        keys["zstack"] = str(cfg.data.zstack)
+    return keys
 
 
 def update_manifest(weights_dir: Path, entry: dict[str, Any]) -> Path:
@@ -216,10 +236,10 @@ def export_checkpoint(
                            patch=patch, overlap=overlap)
     parity_fp16 = None
     if fp16:
-        half_path = export_onnx(HalfPrecision(loaded.model), out / f"{stem}.fp16.onnx", patch)
         real = real_inputs(sample_paths, patch, spec) if sample_paths else []
-        parity_fp16 = max_difference(loaded.model, half_path, [*random_inputs, *real])
-        _check_parity(half_path, parity_fp16, fp16_tolerance)
+        half_path = out / f"{stem}.fp16.onnx"
+        parity_fp16 = _export_fp16(loaded.model, half_path, patch, [*random_inputs, *real],
+                                   fp16_tolerance)
         entry["fp16"] = {"file": half_path.name, "sha256": manifest.sha256_file(half_path)}
     if write_manifest:
         update_manifest(out, entry)
@@ -229,6 +249,15 @@ def export_checkpoint(
         parity_random=parity_random, parity_real=parity_real, entry=entry,
         parity_fp16=parity_fp16,
     )
+
+
+def _export_fp16(model: torch.nn.Module, path: Path, patch: int,
+                 inputs: Sequence[np.ndarray], tolerance: float) -> float:
+    """Write the float16 variant of ``model`` to ``path``; its parity with float32 PyTorch."""
+    export_onnx(HalfPrecision(model), path, patch)
+    parity = max_difference(model, path, inputs)
+    _check_parity(path, parity, tolerance)
+    return parity
 
 
 def _check_parity(onnx_path: Path, worst: float, tolerance: float) -> None:

@@ -1,7 +1,8 @@
 """The training loop: AdamW, warm-up + cosine, clipping, AMP on CUDA, DDP, exact resume.
 
 Validation runs on whole images through the container's own tiler
-(:func:`lightmycells.engine.tiling.predict_tiled`) after the container's own input normalisation,
+(:func:`lightmycells.engine.tiling.predict_tiled`) after the container's own input normalisation
+(and, with ``data.resample_um``, at the training pixel size),
 scored with the challenge metrics (:func:`lightmycells.eval.metrics.score`), so the number that
 picks the best checkpoint is the number the container would get.
 
@@ -26,7 +27,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
-from lightmycells.engine import normalize, tiling
+from lightmycells.engine import tiling
 from lightmycells.eval import metrics
 from lightmycells.io.atomic import replacing
 from lightmycells.train import data
@@ -123,7 +124,6 @@ class Validator:
     def __init__(self, cfg: TrainConfig, fovs: Sequence[data.FieldOfView],
                  organelles: Sequence[Organelle], store: data.ImageStore) -> None:
         self.cfg, self.fovs, self.organelles, self.store = cfg, list(fovs), organelles, store
-        self.normalizer = normalize.Percentile(cfg.data.norm_low, cfg.data.norm_high)
 
     def columns(self) -> list[str]:
         """CSV columns this validator fills."""
@@ -142,8 +142,10 @@ class Validator:
 
         scores: dict[str, list[float]] = {}
         for fov in self.fovs:
-            raw = self.store.get(fov.validation_plane()).pixels
-            x, _ = self.normalizer.before(raw)
+            # the container's normalisation (statistics of the image as read), then its
+            # resampling when data.resample_um is set (the store resamples)
+            plane = self.store.get(data.input_source(fov, self.cfg.data.zstack), fov.pixel_size_um)
+            x = plane.normalized()
             pred = tiling.predict_tiled(
                 x, predict, tile=self.cfg.val.tile, overlap=self.cfg.val.overlap,
                 batch_size=self.cfg.val.batch_size,
@@ -151,7 +153,7 @@ class Validator:
             for c, organelle in enumerate(self.organelles):
                 if organelle not in fov.targets:
                     continue
-                truth = self.store.get(fov.targets[organelle]).pixels
+                truth = self.store.get(fov.targets[organelle], fov.pixel_size_um).pixels
                 for name, value in metrics.score(pred[c], truth, organelle).items():
                     scores.setdefault(f"val_{organelle}_{name}", []).append(float(value))
         model.train()
@@ -216,9 +218,15 @@ def _save(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
-def _training_pixel_size(fovs: Sequence[data.FieldOfView]) -> float | None:
-    """The common pixel size (µm) of the training inputs, or None when they differ."""
-    sizes = {data.pixel_size_um(f.planes[0]) for f in fovs}
+def _training_pixel_size(cfg: TrainConfig, fovs: Sequence[data.FieldOfView]) -> float | None:
+    """The pixel size (µm) the model learned at.
+
+    ``data.resample_um`` when set, else the common pixel size of the training inputs, or None
+    when they differ (by more than 1 %) or are unknown.
+    """
+    if cfg.data.resample_um is not None:
+        return cfg.data.resample_um
+    sizes = {f.pixel_size_um[1] if f.pixel_size_um else None for f in fovs}
     if None in sizes or not sizes:
         return None
     values = sorted(s for s in sizes if s is not None)
@@ -234,6 +242,205 @@ def _agree(flag: bool, ctx: Distributed) -> bool:
     return bool(value.item())
 
 
+def _select_fovs(
+    cfg: TrainConfig,
+) -> tuple[list[data.FieldOfView], list[data.FieldOfView]]:
+    """(training, validation) fields of view: indexed, range-filtered, split, with targets."""
+    fovs = data.index_fovs(cfg.data.roots, cfg.data.modalities)
+    if cfg.data.pixel_size_range_um is not None:
+        fovs = data.in_pixel_range(fovs, *cfg.data.pixel_size_range_um)
+    train_fovs, val_fovs = data.split_fovs(
+        fovs, cfg.data.split, cfg.data.val_fraction, cfg.data.split_seed
+    )
+    organelles = list(cfg.data.organelles)
+    val_fovs = data.with_targets(val_fovs, organelles)[: cfg.data.max_val_images]
+    return data.with_targets(train_fovs, organelles), val_fovs
+
+
+class Trainer:
+    """One run's model, optimiser, schedule, data and bookkeeping; :meth:`run` trains it."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.started = time.monotonic()
+        self.cfg, self.out = cfg, Path(cfg.out)
+        self.ctx = _init_distributed(cfg.device)
+        self.device = _device(cfg.device, self.ctx)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.organelles = list(cfg.data.organelles)
+        self.train_fovs, self.val_fovs = _select_fovs(cfg)
+        self.store = data.ImageStore(cfg.data.norm_low, cfg.data.norm_high, cfg.data.cache,
+                                     cfg.data.resample_um)
+        self.model = build_model(cfg.model, len(self.organelles)).to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda s: lr_factor(s, cfg.steps, cfg.optim.warmup_steps, cfg.optim.min_lr_ratio),
+        )
+        self.use_amp = cfg.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.loss_fn = CombinedLoss(cfg.loss)
+        self.state: dict[str, Any] = {
+            "step": 0, "best_score": None, "bad_validations": 0, "elapsed_s": 0.0,
+        }
+        self._resume()
+        self.start = int(self.state["step"])
+        if self.ctx.world > 1:
+            self.model = DistributedDataParallel(self.model)
+        self.validator = Validator(cfg, self.val_fovs, self.organelles, self.store)
+        self.pixel_size = _training_pixel_size(cfg, self.train_fovs)
+        self.log = self._open_log()
+
+    def _resume(self) -> None:
+        """Load ``out/last.pt`` into model, optimiser, schedule and RNG when resuming."""
+        if not (self.cfg.resume and (self.out / LAST).exists()):
+            return
+        checkpoint = torch.load(self.out / LAST, map_location="cpu", weights_only=False)
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        torch.set_rng_state(checkpoint["torch_rng"])
+        self.state.update({k: checkpoint[k] for k in self.state})
+
+    def _open_log(self) -> CsvLog | None:
+        """The run folder, its config and ``log.csv`` (rank 0 only)."""
+        if not self.ctx.main:
+            return None
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.yaml").write_text(dump_config(self.cfg))
+        columns = ["step", "lr", "loss", *self.loss_fn.weights, "seconds",
+                   *self.validator.columns()]
+        return CsvLog(self.out / LOG, columns, self.start)
+
+    def checkpoint_state(self, step: int) -> dict[str, Any]:
+        """Everything a checkpoint holds: states, step, scores, config, data provenance."""
+        return {
+            "model": _unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "torch_rng": torch.get_rng_state(), "step": step,
+            "best_score": self.state["best_score"],
+            "bad_validations": self.state["bad_validations"],
+            "elapsed_s": self.state["elapsed_s"] + time.monotonic() - self.started,
+            "config": self.cfg.model_dump(mode="json"),
+            "organelles": [str(o) for o in self.organelles],
+            "pixel_size_um": self.pixel_size,
+            "train_fovs": len(self.train_fovs),
+            "val_planes": [str(f.validation_plane()) for f in self.val_fovs],
+        }
+
+    def validate(self, step: int) -> bool:
+        """Validate on rank 0, keep the best checkpoint; True when patience is used up."""
+        if not (self.ctx.main and self.val_fovs and self.log is not None):
+            return False
+        row = self.validator(_unwrap(self.model), self.device)
+        self.log.write({"step": step, **row})
+        score, state = row["val_score"], self.state
+        if state["best_score"] is None or score > state["best_score"]:
+            state["best_score"], state["bad_validations"] = score, 0
+            _save(self.out / BEST, self.checkpoint_state(step))
+        else:
+            state["bad_validations"] += 1
+        print(f"[train] step {step}: validation score {score:.4f} "
+              f"(best {state['best_score']:.4f})", flush=True)
+        patience = self.cfg.val.patience
+        return patience is not None and state["bad_validations"] >= patience
+
+    def optimise(self, x: torch.Tensor, y: torch.Tensor,
+                 mask: torch.Tensor) -> tuple[float, dict[str, float]]:
+        """One optimisation step on a batch; the loss and its parts."""
+        x, y, mask = x.to(self.device), y.to(self.device), mask.to(self.device)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            pred = self.model(x)
+        loss, parts = self.loss_fn(pred, y, mask)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.optim.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return float(loss.detach()), parts
+
+    def record(self, step: int, loss: float, parts: dict[str, float]) -> None:
+        """Log one training step (and print it now and then when there is no bar)."""
+        if self.log is None:
+            return
+        elapsed = time.monotonic() - self.started
+        self.log.write({"step": step, "lr": self.scheduler.get_last_lr()[0], "loss": loss,
+                        **parts, "seconds": elapsed})
+        if not self.cfg.progress and step % self.cfg.checkpoint_every == 0:
+            print(f"[train] step {step}/{self.cfg.steps} loss {loss:.4f} ({elapsed:.0f} s)",
+                  flush=True)
+
+    def after_step(self, step: int, stop_at: int | None) -> str | None:
+        """Validate and checkpoint after ``step``; why the run stops now, or None."""
+        cfg, ctx = self.cfg, self.ctx
+        done = step >= cfg.steps
+        stopped = "steps" if done else None
+        if not done and stop_at is not None and step >= stop_at:
+            done, stopped = True, "stop_at"
+        if _agree(step % cfg.val.every == 0 and not done and self.validate(step), ctx):
+            return "early stopping"
+        if ctx.main and step % cfg.checkpoint_every == 0 and not done:
+            _save(self.out / LAST, self.checkpoint_state(step))
+        if done:
+            return stopped
+        over_budget = cfg.max_minutes is not None and (
+            time.monotonic() - self.started > 60 * cfg.max_minutes
+        )
+        return "time budget" if _agree(over_budget, ctx) else None
+
+    def finish(self, step: int) -> None:
+        """Final validation, ``last.pt`` (and ``best.pt`` without a validation set), curve."""
+        if self.ctx.main and step > self.start:
+            self.validate(step)
+            _save(self.out / LAST, self.checkpoint_state(step))
+            if not (self.out / BEST).exists():  # no validation set: the last state is the best
+                _save(self.out / BEST, self.checkpoint_state(step))
+            if self.log is not None:
+                self.log.plot(self.out / CURVE)
+        if self.ctx.world > 1:
+            dist.barrier()
+
+    def run(self, stop_at: int | None = None) -> TrainResult:
+        """Train from the current step to ``cfg.steps`` (or ``stop_at``, a budget, patience)."""
+        cfg = self.cfg
+        dataset = data.PatchDataset(
+            self.train_fovs, self.organelles, cfg.data, seed=cfg.seed,
+            length=cfg.steps * cfg.data.batch_size * self.ctx.world, store=self.store,
+        )
+        loader = DataLoader(
+            dataset, batch_sampler=StepBatches(self.start, cfg.steps, cfg.data.batch_size,
+                                               self.ctx),
+            num_workers=cfg.data.num_workers,
+        )
+        from tqdm import tqdm  # only the training side shows a progress bar
+
+        bar = tqdm(total=cfg.steps, initial=self.start,
+                   disable=not (cfg.progress and self.ctx.main),
+                   desc=f"train {'+'.join(self.organelles)}", dynamic_ncols=True)
+        self.model.train()
+        step, stopped, loss = self.start, "steps", None
+        for batch in loader:
+            loss, parts = self.optimise(*batch)
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            self.record(step, loss, parts)
+            if (why := self.after_step(step, stop_at)) is not None:
+                stopped = why
+                break
+        bar.close()
+        self.finish(step)
+        return TrainResult(out=self.out, step=step, best_score=self.state["best_score"],
+                           stopped=stopped, last_loss=loss)
+
+
 def train(cfg: TrainConfig, *, stop_at: int | None = None) -> TrainResult:
     """Run (or resume) one training run described by ``cfg``; see the module docstring.
 
@@ -245,149 +452,4 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> TrainResult:
         Stop after this step with a checkpoint, as an interrupted run would (the learning-rate
         schedule still spans ``cfg.steps``); a later call with ``cfg.resume`` continues.
     """
-    started = time.monotonic()
-    ctx = _init_distributed(cfg.device)
-    device = _device(cfg.device, ctx)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    organelles = list(cfg.data.organelles)
-
-    fovs = data.index_fovs(cfg.data.roots, cfg.data.modalities)
-    train_fovs, val_fovs = data.split_fovs(
-        fovs, cfg.data.split, cfg.data.val_fraction, cfg.data.split_seed
-    )
-    train_fovs = data.with_targets(train_fovs, organelles)
-    val_fovs = data.with_targets(val_fovs, organelles)[: cfg.data.max_val_images]
-    store = data.ImageStore(cfg.data.norm_low, cfg.data.norm_high, cfg.data.cache)
-    dataset = data.PatchDataset(
-        train_fovs, organelles, cfg.data, seed=cfg.seed,
-        length=cfg.steps * cfg.data.batch_size * ctx.world, store=store,
-    )
-
-    model = build_model(cfg.model, len(organelles)).to(device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda s: lr_factor(s, cfg.steps, cfg.optim.warmup_steps, cfg.optim.min_lr_ratio),
-    )
-    use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    loss_fn = CombinedLoss(cfg.loss)
-
-    out = Path(cfg.out)
-    state: dict[str, Any] = {"step": 0, "best_score": None, "bad_validations": 0, "elapsed_s": 0.0}
-    if cfg.resume and (out / LAST).exists():
-        checkpoint = torch.load(out / LAST, map_location="cpu", weights_only=False)
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        torch.set_rng_state(checkpoint["torch_rng"])
-        state.update({k: checkpoint[k] for k in state})
-    start = int(state["step"])
-    if ctx.world > 1:
-        model = DistributedDataParallel(model)
-
-    validator = Validator(cfg, val_fovs, organelles, store)
-    log = None
-    pixel_size = _training_pixel_size(train_fovs)
-    if ctx.main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(dump_config(cfg))
-        columns = ["step", "lr", "loss", *loss_fn.weights, "seconds", *validator.columns()]
-        log = CsvLog(out / LOG, columns, start)
-
-    def checkpoint_state(step: int) -> dict[str, Any]:
-        return {
-            "model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-            "torch_rng": torch.get_rng_state(), "step": step,
-            "best_score": state["best_score"], "bad_validations": state["bad_validations"],
-            "elapsed_s": state["elapsed_s"] + time.monotonic() - started,
-            "config": cfg.model_dump(mode="json"), "organelles": [str(o) for o in organelles],
-            "pixel_size_um": pixel_size,
-            "train_fovs": len(train_fovs),
-            "val_planes": [str(f.validation_plane()) for f in val_fovs],
-        }
-
-    def validate(step: int) -> bool:
-        """Validate on rank 0, keep the best checkpoint; True when patience is used up."""
-        if not (ctx.main and val_fovs and log is not None):
-            return False
-        row = validator(_unwrap(model), device)
-        log.write({"step": step, **row})
-        score = row["val_score"]
-        if state["best_score"] is None or score > state["best_score"]:
-            state["best_score"], state["bad_validations"] = score, 0
-            _save(out / BEST, checkpoint_state(step))
-        else:
-            state["bad_validations"] += 1
-        print(f"[train] step {step}: validation score {score:.4f} "
-              f"(best {state['best_score']:.4f})", flush=True)
-        patience = cfg.val.patience
-        return patience is not None and state["bad_validations"] >= patience
-
-    loader = DataLoader(
-        dataset, batch_sampler=StepBatches(start, cfg.steps, cfg.data.batch_size, ctx),
-        num_workers=cfg.data.num_workers,
-    )
-    from tqdm import tqdm  # only the training side shows a progress bar
-
-    bar = tqdm(total=cfg.steps, initial=start, disable=not (cfg.progress and ctx.main),
-               desc=f"train {'+'.join(organelles)}", dynamic_ncols=True)
-    model.train()
-    step, stopped, loss_value = start, "steps", None
-    for x, y, mask in loader:
-        x, y, mask = x.to(device), y.to(device), mask.to(device)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-            pred = model(x)
-        loss, parts = loss_fn(pred, y, mask)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if cfg.optim.grad_clip is not None:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        step += 1
-        loss_value = float(loss.detach())
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_value:.4f}")
-        if log is not None:
-            log.write({"step": step, "lr": scheduler.get_last_lr()[0], "loss": loss_value,
-                       **parts, "seconds": time.monotonic() - started})
-            if not cfg.progress and step % cfg.checkpoint_every == 0:
-                print(f"[train] step {step}/{cfg.steps} loss {loss_value:.4f} "
-                      f"({time.monotonic() - started:.0f} s)", flush=True)
-        done = step >= cfg.steps
-        if not done and stop_at is not None and step >= stop_at:
-            done, stopped = True, "stop_at"
-        if _agree(step % cfg.val.every == 0 and not done and validate(step), ctx):
-            stopped = "early stopping"
-            break
-        if ctx.main and step % cfg.checkpoint_every == 0 and not done:
-            _save(out / LAST, checkpoint_state(step))
-        over_budget = cfg.max_minutes is not None and (
-            time.monotonic() - started > 60 * cfg.max_minutes
-        )
-        if done:
-            break
-        if _agree(over_budget, ctx):
-            stopped = "time budget"
-            break
-    bar.close()
-    if ctx.main and step > start:
-        validate(step)
-        _save(out / LAST, checkpoint_state(step))
-        if not (out / BEST).exists():  # no validation set: the last state is the best known
-            _save(out / BEST, checkpoint_state(step))
-        if log is not None:
-            log.plot(out / CURVE)
-    if ctx.world > 1:
-        dist.barrier()
-    return TrainResult(out=out, step=step, best_score=state["best_score"], stopped=stopped,
-                       last_loss=loss_value)
+    return Trainer(cfg).run(stop_at)

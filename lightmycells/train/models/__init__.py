@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 from torch import nn
 
-from lightmycells.train.config import ModelConfig
+from lightmycells.train.config import Gate, ModelConfig
+from lightmycells.train.models.attresunet import AttentionResUNet
 from lightmycells.train.models.runet import RUNet
 
 ModelFactory = Callable[[ModelConfig, int], nn.Module]
@@ -19,6 +20,10 @@ MODELS: dict[str, ModelFactory] = {
     "runet": lambda cfg, out_channels: RUNet(
         out_channels=out_channels, depth=cfg.depth, width=cfg.width, blocks=cfg.blocks,
         norm=cfg.norm,
+    ),
+    "attresunet": lambda cfg, out_channels: AttentionResUNet(
+        out_channels=out_channels, depth=cfg.depth, width=cfg.width, blocks=cfg.blocks,
+        norm=cfg.norm, gate=cfg.gate or Gate.OKTAY,
     ),
 }
 
