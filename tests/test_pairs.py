@@ -60,8 +60,8 @@ def test_rows_become_fields_of_view_and_bad_rows_are_named(tmp_path):
     first, second = index.fovs
     assert first.study == PAIRS_STUDY and first.modality is Modality.PC  # from the OME-XML
     assert set(first.targets) == {Organelle.NUCLEUS, Organelle.ACTIN}
-    assert index.pixel_sizes_um[first.key] == pytest.approx(0.2)
-    assert second.modality is Modality.PC and index.pixel_sizes_um[second.key] == 0.65
+    assert first.pixel_size_um == pytest.approx((0.2, 0.2))
+    assert second.modality is Modality.PC and second.pixel_size_um == (0.65, 0.65)
 
 
 def test_missing_column_and_no_usable_row_are_errors(tmp_path):

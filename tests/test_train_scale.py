@@ -89,8 +89,6 @@ def test_disc_keeps_its_physical_radius_through_resample_um_and_back(tmp_path, p
     assert store.get(fov.targets[Organelle.NUCLEUS], fov.pixel_size_um) is target  # cached
 
 
-@pytest.mark.xfail(reason="the engine resampler's zero smoothing sigma on an axis that does "
-                          "not shrink (issue 11 item 2, engine side, helper h4a)", strict=False)
 def test_anisotropic_pixels_where_one_axis_grows(tmp_path):
     root = _disc_study(tmp_path, (0.05, 0.15))
     (fov,) = data.index_fovs([root])

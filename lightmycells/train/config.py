@@ -70,16 +70,21 @@ class AugmentConfig(_Strict):
 class DataConfig(_Strict):
     """Where the images are, which targets, how fields of view are split and sampled."""
 
-    roots: list[Path] = Field(min_length=1)
+    roots: list[Path] = Field(default_factory=list)
     """Light My Cells-layout folders (each holding ``Study_N/`` folders)."""
+    pairs: Path | None = None
+    """A CSV of the user's own pairs (:mod:`lightmycells.train.pairs`), used beside or
+    instead of ``roots``."""
     organelles: list[Organelle] = Field(min_length=1)
     """The model's output channels, in order."""
     modalities: list[Modality] = Field(default_factory=lambda: list(MODALITIES))
     """Transmitted-light modalities to train on."""
-    split: Literal["fov", "study"] = "fov"
-    """Hold out whole fields of view, or whole studies."""
+    split: Literal["fov", "study", "region"] = "fov"
+    """Hold out whole fields of view, whole studies, or a region of every image: ``region``
+    validates on the bottom ``val_fraction`` of each image's rows and trains on patches from
+    the rows above (for a few images of one's own, where no whole image can be spared)."""
     val_fraction: float = Field(default=0.1, ge=0.0, le=0.9)
-    """Fraction of fields of view (or studies) held out for validation."""
+    """Fraction of fields of view (or studies, or image rows) held out for validation."""
     max_val_images: int = Field(default=8, ge=0, le=10_000)
     """Cap on validation fields of view (whole-image validation is slow on a CPU)."""
     split_seed: int = 0
@@ -106,6 +111,13 @@ class DataConfig(_Strict):
     The export writes it as the manifest's ``pixel_size_um_range``."""
     zstack: ZStack = ZStack.PLANE
     """Focus-stack reduction before sampling (see :class:`ZStack`)."""
+
+    @model_validator(mode="after")
+    def _some_data(self) -> DataConfig:
+        if not self.roots and self.pairs is None:
+            raise ValueError("data: give roots (Light My Cells-layout folders) or pairs "
+                             "(a CSV of pairs), or both")
+        return self
 
     @model_validator(mode="after")
     def _patch_is_even(self) -> DataConfig:
@@ -174,6 +186,9 @@ class OptimConfig(_Strict):
     """Floor of the cosine decay as a fraction of ``lr``."""
     grad_clip: float | None = Field(default=1.0, gt=0.0)
     """Maximum global gradient norm; null disables clipping."""
+    freeze_norm: bool = False
+    """Keep batch norms in eval mode (fixed statistics): for fine-tuning on a few images, and
+    required after ``init_from`` an ONNX file, whose batch statistics were folded away."""
 
 
 class ValConfig(_Strict):
@@ -213,6 +228,11 @@ class TrainConfig(_Strict):
     """Write ``last.pt`` every this many steps."""
     resume: bool = True
     """Continue from ``out/last.pt`` when it exists."""
+    init_from: Path | None = None
+    """Start from these weights (a checkpoint, or an exported ``.onnx`` of the same
+    architecture: :mod:`lightmycells.train.init`); a resumed run continues its own instead."""
+    init_prefix: str | None = None
+    """Renaming rule ``"SRC->DST"`` for ``init_from`` checkpoint tensor names."""
     progress: bool = True
     """Show a progress bar (rank 0 only)."""
     data: DataConfig
@@ -220,6 +240,15 @@ class TrainConfig(_Strict):
     loss: LossConfig = Field(default_factory=lambda: LossConfig())
     optim: OptimConfig = Field(default_factory=lambda: OptimConfig())
     val: ValConfig = Field(default_factory=lambda: ValConfig())
+
+    @model_validator(mode="after")
+    def _onnx_init_freezes_norm(self) -> TrainConfig:
+        if (self.init_from is not None and self.init_from.suffix.lower() == ".onnx"
+                and not self.optim.freeze_norm):
+            raise ValueError(f"init_from {self.init_from} is an ONNX file, whose batch-norm "
+                             "statistics were folded into its convolutions: set "
+                             "optim.freeze_norm: true")
+        return self
 
     @model_validator(mode="after")
     def _sizes_fit_depth(self) -> TrainConfig:

@@ -388,6 +388,17 @@ def _dihedral(stack: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(stack)
 
 
+def training_rows(cfg: DataConfig, height: int) -> int:
+    """Rows of an image that training patches may use (the first ``rows``).
+
+    All of them, or with ``split: region`` those above the held-out bottom ``val_fraction``
+    of the rows, which validation scores.
+    """
+    if cfg.split != "region":
+        return height
+    return max(1, height - math.ceil(cfg.val_fraction * height))
+
+
 class PatchDataset(Dataset):
     """Augmented training patches; item ``i`` is a pure function of ``(seed, i)``.
 
@@ -417,12 +428,12 @@ class PatchDataset(Dataset):
         pick = int(np.searchsorted(self.cumulative, rng.random()))
         fov = self.fovs[min(pick, len(self.fovs) - 1)]
         plane = self.store.get(input_source(fov, self.cfg.zstack, rng), fov.pixel_size_um)
-        size = self.cfg.patch
-        top = int(rng.integers(max(plane.pixels.shape[0] - size, 0) + 1))
+        size, rows = self.cfg.patch, training_rows(self.cfg, plane.pixels.shape[0])
+        top = int(rng.integers(max(rows - size, 0) + 1))
         left = int(rng.integers(max(plane.pixels.shape[1] - size, 0) + 1))
         aug = self.cfg.augment
         x = _gamma_normalized(
-            plane, _crop(plane.pixels, top, left, size), _draw_gamma(rng, aug)
+            plane, _crop(plane.pixels[:rows], top, left, size), _draw_gamma(rng, aug)
         )
         x = x * rng.uniform(1 - aug.contrast, 1 + aug.contrast) + rng.uniform(
             -aug.brightness, aug.brightness
@@ -431,7 +442,7 @@ class PatchDataset(Dataset):
         for organelle in self.organelles:
             if organelle in fov.targets:
                 target = self.store.get(fov.targets[organelle], fov.pixel_size_um)
-                targets.append(target.normalized(_crop(target.pixels, top, left, size)))
+                targets.append(target.normalized(_crop(target.pixels[:rows], top, left, size)))
                 mask.append(1.0)
             else:
                 targets.append(np.zeros((size, size), np.float32))

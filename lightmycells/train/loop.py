@@ -32,8 +32,10 @@ from lightmycells.eval import metrics
 from lightmycells.io.atomic import replacing
 from lightmycells.train import data
 from lightmycells.train.config import TrainConfig, dump_config
+from lightmycells.train.init import load_initial
 from lightmycells.train.losses import CombinedLoss
 from lightmycells.train.models import build_model
+from lightmycells.train.pairs import read_pairs
 from lightmycells.vocab import METRICS, Organelle
 
 LAST = "last.pt"
@@ -118,6 +120,15 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
+def set_training(model: torch.nn.Module, *, freeze_norm: bool) -> None:
+    """Training mode, with batch norms kept in eval mode (fixed statistics) when frozen."""
+    model.train()
+    if freeze_norm:
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
 class Validator:
     """Whole-image validation on held-out fields of view, through the container's tiler."""
 
@@ -135,6 +146,7 @@ class Validator:
     @torch.no_grad()
     def __call__(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
         """Mean challenge metrics per organelle, and ``val_score`` (the monitored mean)."""
+        modes = {m: m.training for m in model.modules()}  # frozen norms stay frozen after
         model.eval()
 
         def predict(tiles: np.ndarray) -> np.ndarray:  # (B, 1, T, T) → (B, C, T, T)
@@ -145,7 +157,9 @@ class Validator:
             # the container's normalisation (statistics of the image as read), then its
             # resampling when data.resample_um is set (the store resamples)
             plane = self.store.get(data.input_source(fov, self.cfg.data.zstack), fov.pixel_size_um)
-            x = plane.normalized()
+            held = data.training_rows(self.cfg.data, plane.pixels.shape[0])
+            held = held if self.cfg.data.split == "region" else 0  # rows scored from here
+            x = plane.normalized()[held:]
             pred = tiling.predict_tiled(
                 x, predict, tile=self.cfg.val.tile, overlap=self.cfg.val.overlap,
                 batch_size=self.cfg.val.batch_size,
@@ -153,10 +167,11 @@ class Validator:
             for c, organelle in enumerate(self.organelles):
                 if organelle not in fov.targets:
                     continue
-                truth = self.store.get(fov.targets[organelle], fov.pixel_size_um).pixels
+                truth = self.store.get(fov.targets[organelle], fov.pixel_size_um).pixels[held:]
                 for name, value in metrics.score(pred[c], truth, organelle).items():
                     scores.setdefault(f"val_{organelle}_{name}", []).append(float(value))
-        model.train()
+        for module, training in modes.items():
+            module.training = training
         out = {key: float(np.mean(values)) for key, values in scores.items()}
         monitored = [
             v for key, v in out.items() if key.rsplit("_", 1)[-1] in MONITORED[self.cfg.val.monitor]
@@ -246,12 +261,17 @@ def _select_fovs(
     cfg: TrainConfig,
 ) -> tuple[list[data.FieldOfView], list[data.FieldOfView]]:
     """(training, validation) fields of view: indexed, range-filtered, split, with targets."""
-    fovs = data.index_fovs(cfg.data.roots, cfg.data.modalities)
+    fovs = data.index_fovs(cfg.data.roots, cfg.data.modalities) if cfg.data.roots else []
+    if cfg.data.pairs is not None:
+        fovs += [f for f in read_pairs(cfg.data.pairs).fovs if f.modality in cfg.data.modalities]
     if cfg.data.pixel_size_range_um is not None:
         fovs = data.in_pixel_range(fovs, *cfg.data.pixel_size_range_um)
-    train_fovs, val_fovs = data.split_fovs(
-        fovs, cfg.data.split, cfg.data.val_fraction, cfg.data.split_seed
-    )
+    if cfg.data.split == "region":  # every image trains above its held-out bottom rows
+        train_fovs, val_fovs = list(fovs), list(fovs)
+    else:
+        train_fovs, val_fovs = data.split_fovs(
+            fovs, cfg.data.split, cfg.data.val_fraction, cfg.data.split_seed
+        )
     organelles = list(cfg.data.organelles)
     val_fovs = data.with_targets(val_fovs, organelles)[: cfg.data.max_val_images]
     return data.with_targets(train_fovs, organelles), val_fovs
@@ -272,7 +292,10 @@ class Trainer:
         self.train_fovs, self.val_fovs = _select_fovs(cfg)
         self.store = data.ImageStore(cfg.data.norm_low, cfg.data.norm_high, cfg.data.cache,
                                      cfg.data.resample_um)
-        self.model = build_model(cfg.model, len(self.organelles)).to(self.device)
+        self.model = build_model(cfg.model, len(self.organelles))
+        if cfg.init_from is not None:
+            load_initial(self.model, cfg.init_from, prefix=cfg.init_prefix)
+        self.model = self.model.to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
         )
@@ -424,7 +447,7 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.start,
                    disable=not (cfg.progress and self.ctx.main),
                    desc=f"train {'+'.join(self.organelles)}", dynamic_ncols=True)
-        self.model.train()
+        set_training(self.model, freeze_norm=cfg.optim.freeze_norm)
         step, stopped, loss = self.start, "steps", None
         for batch in loader:
             loss, parts = self.optimise(*batch)

@@ -43,7 +43,7 @@ PAIRS_STUDY = "pairs"
 class _Group:
     planes: tuple[Path, ...]
     modality: Modality
-    pixel_size_um: float | None
+    pixel_size_um: tuple[float, float] | None
     targets: dict[Organelle, Path] = field(default_factory=dict)
 
 
@@ -53,7 +53,6 @@ class PairsIndex:
 
     fovs: list[FieldOfView]
     problems: list[str]
-    pixel_sizes_um: dict[str, float | None]  # FieldOfView.key -> the input's pixel size
 
 
 def read_pairs(csv_path: str | Path, *, log: Callable[[str], None] = print) -> PairsIndex:
@@ -78,14 +77,11 @@ def read_pairs(csv_path: str | Path, *, log: Callable[[str], None] = print) -> P
             log(problem)
     if not groups:
         raise DataError(f"{csv_path}: no usable pair ({len(problems)} rows left out)")
-    fovs, sizes = [], {}
-    for i, group in enumerate(groups.values()):
-        fov = FieldOfView(study=PAIRS_STUDY, image_id=f"{i:04d}", modality=group.modality,
-                          planes=group.planes, z=tuple(range(len(group.planes))),
-                          targets=dict(group.targets))
-        fovs.append(fov)
-        sizes[fov.key] = group.pixel_size_um
-    return PairsIndex(fovs, problems, sizes)
+    fovs = [FieldOfView(study=PAIRS_STUDY, image_id=f"{i:04d}", modality=group.modality,
+                        planes=group.planes, z=tuple(range(len(group.planes))),
+                        targets=dict(group.targets), pixel_size_um=group.pixel_size_um)
+            for i, group in enumerate(groups.values())]
+    return PairsIndex(fovs, problems)
 
 
 def _read_rows(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
@@ -147,7 +143,8 @@ def _checked_shape(path: Path, shapes: dict[Path, tuple[int, ...]]) -> tuple[int
     return shapes[path]
 
 
-def _modality_and_size(row: dict[str, str], first: Path) -> tuple[Modality, float | None]:
+def _modality_and_size(row: dict[str, str],
+                       first: Path) -> tuple[Modality, tuple[float, float] | None]:
     plane = read_plane(first)
     modality = plane.modality
     if row.get("modality"):
@@ -155,12 +152,13 @@ def _modality_and_size(row: dict[str, str], first: Path) -> tuple[Modality, floa
             modality = parse_modality(row["modality"])
         except ModalityError as exc:
             raise DataError(str(exc)) from None
-    size: float | None = plane.pixel_size_um[1] if plane.pixel_size_um else None
+    size = plane.pixel_size_um
     if row.get("pixel_size_um"):
         try:
-            size = float(row["pixel_size_um"])
+            value = float(row["pixel_size_um"])
         except ValueError:
-            size = -1.0
-        if not 0 < size < float("inf"):
+            value = -1.0
+        if not 0 < value < float("inf"):
             raise DataError(f"pixel_size_um {row['pixel_size_um']!r} is not a positive number")
+        size = (value, value)
     return modality or Modality.BF, size
