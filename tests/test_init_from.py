@@ -9,15 +9,15 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from lightmycells.train.config import ModelConfig
+from lightmycells.train.config import ModelConfig, load_config
 from lightmycells.train.init import InitError, load_initial
 from lightmycells.train.models import build_model
 
 pytestmark = pytest.mark.torch
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
-# The shipped models' architectures (weights/README.md, configs/demo*.yaml).
-SHIPPED = {"nucleus": ModelConfig(name="runet", depth=4, width=11, blocks=1, norm="batch"),
-           "mitochondria": ModelConfig(name="runet", depth=3, width=16, blocks=1, norm="batch")}
+# The shipped models' architectures, from the training configs shipped beside them.
+SHIPPED = {o: load_config(WEIGHTS / f"{o}.train.yaml").model
+           for o in ("nucleus", "mitochondria", "tubulin", "actin")}
 
 
 @pytest.mark.parametrize("organelle", sorted(SHIPPED))

@@ -25,8 +25,9 @@ import torch
 
 from lightmycells.engine import manifest, normalize
 from lightmycells.io import ome
-from lightmycells.io.atomic import replacing, write_json
-from lightmycells.train.config import TrainConfig, ZStack
+from lightmycells.io.atomic import replacing, write_json, write_text
+from lightmycells.io.planes import read_plane
+from lightmycells.train.config import TrainConfig, ZStack, dump_config
 from lightmycells.train.models import build_model
 from lightmycells.vocab import MODALITIES
 
@@ -36,6 +37,10 @@ TOLERANCE = 1e-4
 FP16_TOLERANCE = 0.05
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
+
+
+#: The training config written beside each exported model (``nucleus.train.yaml``).
+CONFIG_SUFFIX = ".train.yaml"
 
 
 class ExportError(RuntimeError):
@@ -120,10 +125,7 @@ def real_inputs(paths: Sequence[Path], size: int, spec: dict[str, Any]) -> list[
     normalizer = normalize.from_spec(spec)
     crops = []
     for path in paths:
-        image, _ = ome.read(path)
-        if image.ndim == 3:  # a Z-stack: its middle plane
-            image = image[image.shape[0] // 2]
-        x, _ = normalizer.before(image)
+        x, _ = normalizer.before(read_plane(path).pixels)  # TIFF, OME-TIFF or PNG
         pad = [(0, max(0, size - n)) for n in x.shape]
         x = np.pad(x, pad, mode="reflect")[:size, :size]
         crops.append(np.ascontiguousarray(x, np.float32)[None, None])
@@ -211,6 +213,8 @@ def export_checkpoint(
     cfg = loaded.config
     stem = "-".join(str(o) for o in cfg.data.organelles)
     name = name or f"{stem}-{cfg.model.name}"
+    if cfg.data.pixel_size_range_um is not None:  # a per-range set shares one folder
+        stem += "_{:g}-{:g}um".format(*cfg.data.pixel_size_range_um)
     patch = patch or cfg.val.tile
     overlap = cfg.val.overlap if overlap is None else overlap
     multiple = 2**cfg.model.depth
@@ -218,6 +222,8 @@ def export_checkpoint(
         raise ExportError(f"patch {patch} is not a multiple of 2**depth = {multiple}")
     out = Path(out)
     onnx_path = export_onnx(loaded.model, out / f"{stem}.onnx", patch)
+    # the training config beside the model, so a fine-tuning run can rebuild its architecture
+    write_text(out / f"{stem}{CONFIG_SUFFIX}", dump_config(cfg))
 
     rng = np.random.default_rng(0)
     random_inputs = [
