@@ -29,6 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     # the command names DESIGN.md promises: python -m lightmycells.evaluate / .export
     "evaluate": {"eval"},
     "export": {"train"},
+    "finetune": {"train"},
 }
 # Entry points at the repository root: the Grand-Challenge template expects them there.
 ENTRY_POINTS = {"inference.py": {"run", "engine", "io", "vocab"},

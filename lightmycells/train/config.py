@@ -261,7 +261,8 @@ class TrainConfig(_Strict):
         return self
 
 
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``tree[a][b][c] = value`` for ``dotted`` = ``"a.b.c"``, making sections."""
     *parents, leaf = dotted.split(".")
     node = tree
     for key in parents:
@@ -286,7 +287,7 @@ def parse_config(
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r}: expected KEY=VALUE")
-        _set_dotted(raw, key.strip(), yaml.safe_load(text))
+        set_dotted(raw, key.strip(), yaml.safe_load(text))
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as exc:

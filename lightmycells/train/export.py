@@ -198,11 +198,13 @@ def export_checkpoint(
     patch: int | None = None, overlap: float | None = None,
     samples: Sequence[Path] | None = None, tolerance: float = TOLERANCE,
     write_manifest: bool = True, fp16: bool = False, fp16_tolerance: float = FP16_TOLERANCE,
+    stem: str | None = None,
 ) -> ExportReport:
     """Export one checkpoint into the weights folder ``out``; see the module docstring.
 
-    With ``fp16``, also writes ``<organelles>.fp16.onnx`` (float16 inside, float32 in and
-    out), checked against the float32 PyTorch model with ``fp16_tolerance``.
+    With ``fp16``, also writes ``<stem>.fp16.onnx`` (float16 inside, float32 in and
+    out), checked against the float32 PyTorch model with ``fp16_tolerance``. ``stem``: the
+    files' name (default: the organelles, and the pixel-size range when there is one).
 
     Raises
     ------
@@ -211,10 +213,12 @@ def export_checkpoint(
     """
     loaded = load_checkpoint(checkpoint)
     cfg = loaded.config
-    stem = "-".join(str(o) for o in cfg.data.organelles)
-    name = name or f"{stem}-{cfg.model.name}"
-    if cfg.data.pixel_size_range_um is not None:  # a per-range set shares one folder
-        stem += "_{:g}-{:g}um".format(*cfg.data.pixel_size_range_um)
+    organelles = "-".join(str(o) for o in cfg.data.organelles)
+    name = name or f"{organelles}-{cfg.model.name}"
+    if stem is None:
+        stem = organelles
+        if cfg.data.pixel_size_range_um is not None:  # a per-range set shares one folder
+            stem += "_{:g}-{:g}um".format(*cfg.data.pixel_size_range_um)
     patch = patch or cfg.val.tile
     overlap = cfg.val.overlap if overlap is None else overlap
     multiple = 2**cfg.model.depth

@@ -1,0 +1,114 @@
+"""One command from a CSV of pairs to a weights folder the container serves."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lightmycells.engine import manifest
+from lightmycells.io import ome
+from lightmycells.simulate import make_dataset
+from lightmycells.train.config import DataConfig
+from lightmycells.train.data import training_rows
+from lightmycells.train.finetune import kept_entries, main
+from lightmycells.vocab import Modality, Organelle
+
+pytestmark = pytest.mark.torch
+ROOT = Path(__file__).resolve().parent.parent
+WEIGHTS = ROOT / "weights"
+
+
+def _pairs_csv(tmp_path: Path, modality: str = "BF") -> Path:
+    make_dataset(tmp_path / "sim", studies=1, fovs=2, seed=5, size=(96, 128),
+                 modalities=[modality], planes=2, all_labels=True, progress=False)
+    rows = ["input,organelle,target"]
+    for target in sorted((tmp_path / "sim").rglob("image_*_Nucleus.ome.tiff")):
+        image_id = target.name.split("_")[1]
+        planes = sorted(target.parent.glob(f"image_{image_id}_{modality}_z*.ome.tiff"))
+        rows.append(f"{';'.join(str(p) for p in planes)},nucleus,{target}")
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    return csv
+
+
+def test_csv_to_weights_folder_that_routes_the_new_model(tmp_path, capsys):
+    csv = _pairs_csv(tmp_path)
+    out = tmp_path / "my_weights"
+    code = main(["--pairs", str(csv), "--organelle", "nucleus", "--out", str(out),
+                 "--run", str(tmp_path / "run"), "--set", "steps=3", "--set", "val.every=2",
+                 "--set", "data.patch=64", "--set", "data.batch_size=2",
+                 "--set", "progress=false"])
+    assert code == 0, capsys.readouterr().err
+    served = manifest.load(out)
+    new = served.route(Organelle.NUCLEUS, Modality.BF)
+    assert new.file == "nucleus-finetuned.onnx" and tuple(new.modalities) == ("BF",)
+    # the shipped "*" model still serves nucleus on PC and DIC; the others are copied
+    assert served.route(Organelle.NUCLEUS, Modality.PC).file == "nucleus.onnx"
+    assert served.route(Organelle.ACTIN, Modality.BF).file == "actin.onnx"
+    assert (out / "nucleus-finetuned.train.yaml").exists() and (out / "actin.fp16.onnx").exists()
+    log = capsys.readouterr().out
+    assert "init_from" in log and "loaded" in log and "skipped 0" in log
+    # the container serves the folder
+    import inference
+    from lightmycells.run import cli  # noqa: F401  (imported for the entry point below)
+
+    sample = tmp_path / "in"
+    shutil.copytree(ROOT / "test" / "input", sample)
+    assert inference.main(["--input", str(sample), "--output", str(tmp_path / "pred"),
+                           "--weights", str(out), "--organelles", "nucleus"], {}) == 0
+    preds = sorted((tmp_path / "pred").rglob("*.tiff"))
+    assert preds and all(np.isfinite(ome.read(p)[0]).all() for p in preds)
+
+
+def test_refusals_are_one_line(tmp_path, capsys):
+    csv = _pairs_csv(tmp_path)
+    (tmp_path / "taken").mkdir()
+    shutil.copy(WEIGHTS / "manifest.json", tmp_path / "taken" / "manifest.json")
+    assert main(["--pairs", str(csv), "--organelle", "nucleus", "--out",
+                 str(tmp_path / "taken")]) == 2
+    assert "already holds a manifest.json" in capsys.readouterr().err
+    assert main(["--pairs", str(csv), "--organelle", "actin", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no usable pair has a actin target" in err
+
+
+def test_kept_entries_drop_what_would_shadow_the_new_model():
+    weights = manifest.load(WEIGHTS)
+    kept = {e.name for e in kept_entries(weights, Organelle.NUCLEUS, ["BF"])}
+    assert "nucleus-runet" in kept  # "*" without a range: serves PC, DIC and unknown
+    kept = {e.name for e in kept_entries(weights, Organelle.NUCLEUS, ["*"])}
+    assert "nucleus-runet" not in kept and len(kept) == 3
+
+
+def test_region_split_keeps_training_rows_above_the_held_out_ones():
+    cfg = DataConfig(roots=[Path(".")], organelles=[Organelle.NUCLEUS], split="region",
+                     val_fraction=0.25)
+    assert training_rows(cfg, 512) == 384 and training_rows(cfg, 3) == 2
+    fov_cfg = cfg.model_copy(update={"split": "fov"})
+    assert training_rows(fov_cfg, 512) == 512
+
+
+def test_region_split_never_trains_on_the_held_out_rows(tmp_path):
+    from lightmycells.train.data import FieldOfView, PatchDataset
+
+    image = np.zeros((128, 96), np.float32)
+    image[96:] = 1000.0  # the held-out bottom quarter, unmistakable
+    image[:96] = np.random.default_rng(0).uniform(0, 10, (96, 96))
+    for name in ("x.tif", "y.tif"):
+        ome.write(tmp_path / name, image, channel="BF", pixel_size_um=None)
+    fov = FieldOfView(study="pairs", image_id="0", modality=Modality.BF,
+                      planes=(tmp_path / "x.tif",), z=(0,),
+                      targets={Organelle.NUCLEUS: tmp_path / "y.tif"})
+    cfg = DataConfig(roots=[tmp_path], organelles=[Organelle.NUCLEUS], split="region",
+                     val_fraction=0.25, patch=64,
+                     augment={"dihedral": False, "gamma": 0.0, "contrast": 0.0,
+                              "brightness": 0.0, "elastic": 0.0})
+    # the marker normalises to ~1 (it sets the 99.8th percentile), the rest to < 0.01
+    data = PatchDataset([fov], [Organelle.NUCLEUS], cfg, seed=0, length=50)
+    assert max(float(data[i][1].max()) for i in range(50)) < 0.5
+    everywhere = PatchDataset([fov], [Organelle.NUCLEUS], cfg.model_copy(update={"split": "fov"}),
+                              seed=0, length=50)
+    assert max(float(everywhere[i][1].max()) for i in range(50)) > 0.9
