@@ -62,7 +62,7 @@ def score(weights: Path, held: list[tuple[list[Path], Path]], work: Path) -> dic
         truth, _ = ome.read(target)
         scores = metrics.score(pred, truth, Organelle.NUCLEUS)
         for key in values:
-            values[key].append(float(scores[key]))
+            values[key].append(float(scores[key.upper()]))
     return {f"{k}_{s}": f(v) for k, v in values.items()
             for s, f in (("mean", statistics.mean), ("sd", statistics.pstdev))}
 
@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--tune", type=int, default=2, help="fields of view to fine-tune on")
+    parser.add_argument("--train-seed", type=int, default=0,
+                        help="seed of initialisation and patch sampling (run-to-run noise)")
     args = parser.parse_args()
     data = args.out / "data"
     if not data.exists():
@@ -92,10 +94,11 @@ def main() -> None:
     csv.write_text("input,organelle,target\n" + "".join(
         f"{';'.join(str(p.resolve()) for p in planes)},nucleus,{target.resolve()}\n"
         for planes, target in tune))
-    common = [f"steps={args.steps}", "progress=false", "threads=1"]
+    common = [f"steps={args.steps}", "progress=false", "threads=1", f"seed={args.train_seed}"]
+    tag = f"_seed{args.train_seed}" if args.train_seed else ""
     rows = {"shipped (zero-shot)": ROOT / "weights"}
     for label, extra in (("fine-tuned", []), ("from scratch", SCRATCH)):
-        folder = work / label.replace(" ", "_")
+        folder = work / (label.replace(" ", "_") + tag)
         if not (folder / "manifest.json").exists():
             finetune(csv, Organelle.NUCLEUS, folder, run_dir=work / f"run_{folder.name}",
                      overrides=[*common, *extra])
@@ -105,9 +108,11 @@ def main() -> None:
               "modality": str(meta.modality), "tune": len(tune), "held_out": len(held),
               "steps": args.steps,
               "models": {k: score(v, held, work / "eval") for k, v in rows.items()}}
-    (work.parent / f"study_{args.study}.json").write_text(json.dumps(result, indent=2))
+    result["train_seed"] = args.train_seed
+    (work.parent / f"study_{args.study}{tag}.json").write_text(json.dumps(result, indent=2))
     for label, s in result["models"].items():
-        print(f"| {args.study} | {result['modality']} | {meta.pixel_size_um} | {label} | "
+        print(f"| {args.study} | {result['modality']} | {meta.pixel_size_um[1]:.3f} | "
+              f"{label} | {args.train_seed} | "
               f"{s['pcc_mean']:.3f} ± {s['pcc_sd']:.3f} | {s['ssim_mean']:.3f} ± "
               f"{s['ssim_sd']:.3f} |")
 
