@@ -89,7 +89,6 @@ stage_train() {
 evaluate_one() {
     local name=$1 weights="$RUN/w_$1"
     [ -f "$RUN/$name/best.pt" ] || { echo "[$(stamp)] $name: no best.pt, skipped"; return; }
-    rm -rf "$weights"
     # the export checks the manifest with the engine's loader; an engine without issue 11's
     # pixel_size_um_range refuses per-range entries, so the key is dropped for scoring here
     "$PYTHON" -m lightmycells.export --checkpoint "$RUN/$name/best.pt" --out "$weights" \
@@ -107,13 +106,15 @@ for entry in doc["models"]:
 path.write_text(json.dumps(doc, indent=2))
 EOF
     local set pred
-    for set in heldout heldout_x3; do
+    for set in ${SETS:-heldout heldout_x3}; do
         pred="$RUN/pred_${set}_$name"
+        [ -f "$RUN/metrics_${set}_$name.json" ] && continue  # scored already
         rm -rf "$pred"
         nice -n 10 "$PYTHON" inference.py --input "$RUN/data/$set" --output "$pred" \
             --weights "$weights" --organelles nucleus --device cpu --threads 1 > "$pred.log" 2>&1
         nice -n 10 "$PYTHON" -m lightmycells.evaluate --truth "$RUN/data/$set" --pred "$pred" \
-            --out "$RUN/metrics_${set}_$name.json" --jobs 1 --quiet > "$pred.eval.log" 2>&1
+            --out "$RUN/metrics_${set}_$name.json" --jobs 1 --quiet > "$pred.eval.log" 2>&1 \
+            || true  # exits 1: the other three organelles have no prediction (nucleus only)
         echo "[$(stamp)] $name scored on $set: $RUN/metrics_${set}_$name.json"
     done
 }
