@@ -89,7 +89,6 @@ stage_train() {
 evaluate_one() {
     local name=$1 weights="$RUN/w_$1"
     [ -f "$RUN/$name/best.pt" ] || { echo "[$(stamp)] $name: no best.pt, skipped"; return; }
-    rm -rf "$weights"
     # the export checks the manifest with the engine's loader; an engine without issue 11's
     # pixel_size_um_range refuses per-range entries, so the key is dropped for scoring here
     "$PYTHON" -m lightmycells.export --checkpoint "$RUN/$name/best.pt" --out "$weights" \
@@ -107,13 +106,15 @@ for entry in doc["models"]:
 path.write_text(json.dumps(doc, indent=2))
 EOF
     local set pred
-    for set in heldout heldout_x3; do
+    for set in ${SETS:-heldout heldout_x3}; do
         pred="$RUN/pred_${set}_$name"
+        [ -f "$RUN/metrics_${set}_$name.json" ] && continue  # scored already
         rm -rf "$pred"
         nice -n 10 "$PYTHON" inference.py --input "$RUN/data/$set" --output "$pred" \
             --weights "$weights" --organelles nucleus --device cpu --threads 1 > "$pred.log" 2>&1
         nice -n 10 "$PYTHON" -m lightmycells.evaluate --truth "$RUN/data/$set" --pred "$pred" \
-            --out "$RUN/metrics_${set}_$name.json" --jobs 1 --quiet
+            --out "$RUN/metrics_${set}_$name.json" --jobs 1 --quiet > "$pred.eval.log" 2>&1 \
+            || true  # exits 1: the other three organelles have no prediction (nucleus only)
         echo "[$(stamp)] $name scored on $set: $RUN/metrics_${set}_$name.json"
     done
 }
@@ -142,17 +143,32 @@ SPLIT = 0.11
 print("| run | PCC all | SSIM all | PCC < 0.11 µm | SSIM < 0.11 µm | PCC ≥ 0.11 µm "
       "| SSIM ≥ 0.11 µm | PCC BF / PC / DIC | images | s per image |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-for path in sorted(run.glob("metrics_heldout*.json")):
-    rows = [r for r in json.loads(path.read_text())["results"] if r.get("nucleus")]
+def load(path):
+    return [r for r in json.loads(path.read_text())["results"] if r.get("nucleus")]
+def routed(held):  # per-range models: each image scored by the model whose range holds it
+    low, high = run / f"metrics_{held}_runet_low.json", run / f"metrics_{held}_runet_high.json"
+    if not (low.exists() and high.exists()):
+        return []
+    is_low = lambda r: size[r["image_name"].split("/")[0]] < SPLIT
+    return [r for r in load(low) if is_low(r)] + [r for r in load(high) if not is_low(r)]
+def line(label, rows, seconds):
     def mean(metric, keep=lambda r: True):
         values = [r["nucleus"][metric] for r in rows if keep(r)]
         return f"{np.mean(values):.3f}" if values else "n/a"
     low = lambda r: size[r["image_name"].split("/")[0]] < SPLIT
     high = lambda r: not low(r)
     mods = " / ".join(mean("PCC", lambda r, m=m: r["modality"] == m) for m in ("BF", "PC", "DIC"))
-    print(f"| {path.stem[8:]} | {mean('PCC')} | {mean('SSIM')} | {mean('PCC', low)} "
+    print(f"| {label} | {mean('PCC')} | {mean('SSIM')} | {mean('PCC', low)} "
           f"| {mean('SSIM', low)} | {mean('PCC', high)} | {mean('SSIM', high)} | {mods} "
-          f"| {len(rows)} | {summary(path)['seconds'] / max(1, summary(path)['written']):.2f} |")
+          f"| {len(rows)} | {seconds} |")
+for held in ("heldout", "heldout_x3"):
+    for path in sorted(run.glob(f"metrics_{held}_*.json")):
+        if held == "heldout" and path.stem.startswith("metrics_heldout_x3_"):
+            continue
+        info = summary(path)
+        line(path.stem[8:], load(path), f"{info['seconds'] / max(1, info['written']):.2f}")
+    if held == "heldout" and (rows := routed(held)):  # no range holds a binned image
+        line(f"{held}_per-range (runet_low < 0.11 µm ≤ runet_high)", rows, "")
 EOF
 }
 
