@@ -112,3 +112,14 @@ def test_region_split_never_trains_on_the_held_out_rows(tmp_path):
     everywhere = PatchDataset([fov], [Organelle.NUCLEUS], cfg.model_copy(update={"split": "fov"}),
                               seed=0, length=50)
     assert max(float(everywhere[i][1].max()) for i in range(50)) > 0.9
+
+
+@pytest.mark.parametrize("organelle", ["nucleus", "mitochondria", "tubulin", "actin"])
+def test_the_recipe_over_each_shipped_config_is_valid(organelle, tmp_path):
+    from lightmycells.train.finetune import DEFAULT_RECIPE, run_config
+
+    entry = manifest.load(WEIGHTS).route(Organelle(organelle), Modality.BF)
+    cfg = run_config(WEIGHTS, entry, DEFAULT_RECIPE, tmp_path / "p.csv", ["BF"],
+                     tmp_path / "run", [])
+    assert cfg.init_from == WEIGHTS / entry.file and cfg.optim.freeze_norm
+    assert cfg.data.split == "region" and cfg.data.organelles == [Organelle(organelle)]

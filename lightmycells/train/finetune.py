@@ -5,7 +5,7 @@
 1. The base weights folder (default ``weights/``) routes the organelle for the pairs'
    modality and pixel size; that model's training config (``<file>.train.yaml``, written
    beside every exported model) gives its architecture, normalisation and pixel size.
-2. The fine-tuning recipe (``configs/finetune.yaml``: dotted keys over that config) and the
+2. The fine-tuning recipe (``configs/recipes/finetune.yaml``: dotted keys over that config) and the
    pairs make the run: ``init_from`` the base ONNX file, batch norms frozen, the bottom rows
    of every image held out for early stopping (:mod:`lightmycells.train.pairs`,
    ``data.split: region``).
@@ -37,7 +37,7 @@ from lightmycells.train.pairs import read_pairs
 from lightmycells.vocab import MODALITIES, Organelle
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_RECIPE = ROOT / "configs" / "finetune.yaml"
+DEFAULT_RECIPE = ROOT / "configs" / "recipes" / "finetune.yaml"
 DEFAULT_BASE = ROOT / "weights"
 SUFFIX = "finetuned"
 
