@@ -153,11 +153,29 @@ def test_resume_reproduces_the_uninterrupted_run(studies, tmp_path):
         assert b[step] == pytest.approx(a[step], rel=1e-6, abs=1e-7)
 
 
-@pytest.mark.parametrize("path", sorted(Path("configs").glob("**/*.yaml")),
+def _is_overlay(path: Path) -> bool:
+    """A file of dotted keys applied over another config (configs/finetune.yaml)."""
+    return any("." in key for key in yaml.safe_load(path.read_text()))
+
+
+_CONFIGS = sorted(Path("configs").glob("**/*.yaml"))
+
+
+@pytest.mark.parametrize("path", [p for p in _CONFIGS if not _is_overlay(p)],
                          ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path):
     cfg = load_config(path)
     assert cfg.steps > 0 and cfg.data.organelles
+
+
+@pytest.mark.parametrize("path", [p for p in _CONFIGS if _is_overlay(p)], ids=lambda p: p.name)
+def test_overlay_configs_apply_to_a_shipped_training_config(path):
+    overrides = [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip()}"
+                 for key, value in yaml.safe_load(path.read_text()).items()]
+    overrides = [o.removesuffix("\n...").removesuffix(" ...") for o in overrides]
+    base = yaml.safe_load(Path("weights/nucleus.train.yaml").read_text())
+    cfg = parse_config(base, source=str(path), overrides=overrides)
+    assert cfg.steps > 0
 
 
 def test_early_stopping_when_validation_stops_improving(studies, tmp_path):
