@@ -63,13 +63,10 @@ def run_config(base_dir: Path, entry: manifest.ModelEntry, recipe: Path, pairs: 
                modalities: Sequence[str], run_dir: Path, overrides: Sequence[str]) -> TrainConfig:
     """The base model's training config, the recipe over it, then the pairs and ``overrides``."""
     sidecar = base_dir / (Path(entry.file).stem + CONFIG_SUFFIX)
-    try:
-        raw = yaml.safe_load(sidecar.read_text())
-        steps = yaml.safe_load(recipe.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise FinetuneError(f"cannot read {exc.filename or sidecar}: the base model needs its "
-                            f"training config beside it ({sidecar.name})") from None
-    for key, value in (steps or {}).items():
+    raw = _read_yaml(sidecar, f"the base model needs its training config beside it "
+                              f"({sidecar.name})")
+    steps = _read_yaml(recipe, "the fine-tuning recipe")
+    for key, value in steps.items():
         set_dotted(raw, key, value)
     for key, value in {"out": str(run_dir), "data.roots": [], "data.pairs": str(pairs),
                        "data.modalities": list(modalities),
@@ -80,6 +77,16 @@ def run_config(base_dir: Path, entry: manifest.ModelEntry, recipe: Path, pairs: 
         return parse_config(raw, source=str(sidecar), overrides=list(overrides))
     except ConfigError as exc:
         raise FinetuneError(str(exc)) from None
+
+
+def _read_yaml(path: Path, what: str) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise FinetuneError(f"cannot read {path} ({what}): {exc}") from None
+    if not isinstance(doc, dict):
+        raise FinetuneError(f"{path} ({what}): expected a mapping of keys")
+    return doc
 
 
 def kept_entries(weights: manifest.Manifest, organelle: Organelle,
