@@ -11,6 +11,7 @@ outputs already written are removed if a later one fails or the run is stopped (
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -53,6 +54,29 @@ class Written:
                 f"  {routes}{notes}")
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """An input read, checked and routed: what :meth:`Processor.compute` takes."""
+
+    array: np.ndarray
+    meta: ome.ImageMeta
+    routes: dict[str, list[str]]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Computed:
+    """An input's predictions, not yet written: what :meth:`Processor.write` takes."""
+
+    loaded: Loaded
+    predictions: dict[Organelle, np.ndarray]
+    seconds: float
+
+
+class Cancelled(Exception):
+    """A write was called off (the run is stopping) before its next output; none is kept."""
+
+
 @dataclass
 class Processor:
     """Turns input files into organelle outputs with one shared predictor.
@@ -87,12 +111,25 @@ class Processor:
     def __call__(self, source: Path, outputs: Mapping[Organelle, Path]) -> Written:
         """Predict ``source`` and write ``outputs[organelle]`` for each organelle.
 
+        The three stages :meth:`load`, :meth:`compute` and :meth:`write` in a row; a batch
+        run overlaps them across images (``lightmycells.run.pipeline``).
+
         Raises
         ------
         lightmycells.io.ome.ImageError
             For an input the models cannot use (the message is one line, without the path).
         lightmycells.engine.manifest.RouteError
             When the image's modality has no route for a requested organelle.
+        """
+        return self.write(self.compute(self.load(source)), outputs)
+
+    def load(self, source: Path) -> Loaded:
+        """Read and check ``source`` and find its routes: everything before the models run.
+
+        Raises
+        ------
+        lightmycells.io.ome.ImageError, lightmycells.engine.manifest.RouteError
+            As :meth:`__call__`, before any model work.
         """
         started = time.perf_counter()
         array, meta = ome.read(source, modality=self.modality)
@@ -101,9 +138,22 @@ class Processor:
             entry.name: [o.value for o in organelles]
             for entry, organelles in self._routes(meta).items()
         }
-        predictions = self._predict(array, meta)
-        write_all(predictions, outputs, meta.pixel_size_um)
-        return Written(meta, array.shape, routes, time.perf_counter() - started)
+        return Loaded(array, meta, routes, time.perf_counter() - started)
+
+    def compute(self, loaded: Loaded) -> Computed:
+        """Predict every organelle of a loaded image (the models' part; writes nothing)."""
+        started = time.perf_counter()
+        predictions = self._predict(loaded.array, loaded.meta)
+        return Computed(loaded, predictions, time.perf_counter() - started)
+
+    def write(self, computed: Computed, outputs: Mapping[Organelle, Path],
+              cancel: threading.Event | None = None) -> Written:
+        """Write a computed image's outputs, all or none (``cancel``: see :func:`write_all`)."""
+        started = time.perf_counter()
+        loaded = computed.loaded
+        write_all(computed.predictions, outputs, loaded.meta.pixel_size_um, cancel=cancel)
+        seconds = loaded.seconds + computed.seconds + time.perf_counter() - started
+        return Written(loaded.meta, loaded.array.shape, loaded.routes, seconds)
 
     def _routes(self, meta: ome.ImageMeta) -> dict[Any, list[Organelle]]:
         from lightmycells.engine.manifest import PixelSizeRouteError, RouteError
@@ -159,13 +209,21 @@ def write_all(
     predictions: Mapping[Organelle, np.ndarray],
     outputs: Mapping[Organelle, Path],
     pixel_size_um: tuple[float, float] | None,
+    *,
+    cancel: threading.Event | None = None,
 ) -> None:
     """Write every prediction as float32 OME-TIFF, or none of them.
+
+    ``cancel`` is looked at before each output: once set, the outputs written so far are
+    removed and :class:`Cancelled` is raised. A write on a background thread cannot be
+    interrupted by SIGTERM, which only the main thread sees; the stopping run sets it.
 
     Raises
     ------
     lightmycells.io.ome.ImageError
         When a prediction is not finite (a model fault; nothing is written).
+    Cancelled
+        When ``cancel`` was set before the last output was written.
     """
     for organelle, prediction in predictions.items():
         if not np.isfinite(prediction).all():
@@ -175,6 +233,8 @@ def write_all(
         for organelle, path in outputs.items():
             # listed before the write: an interruption (SIGTERM raises anywhere, even between
             # the rename and the return) must still roll this output back
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("the run is stopping")
             started.append(path)
             path.parent.mkdir(parents=True, exist_ok=True)
             prediction = np.asarray(predictions[organelle], dtype=np.float32)

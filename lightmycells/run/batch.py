@@ -6,7 +6,9 @@ tests); an exception from it fails that input only. Before the first input, temp
 killed run left for this shard's files are removed. With ``records`` (batch mode) each
 finished input gets a record (``lightmycells.run.record``) and ``--resume`` skips an input
 only when its record matches. SIGTERM stops the run after rolling back the current input
-(``lightmycells.run.stop``).
+(``lightmycells.run.stop``). A processor with ``load``/``compute``/``write`` stages
+(``process.Processor``) runs pipelined: the next input is read and the previous one written
+on background threads while the current one computes (``lightmycells.run.pipeline``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from lightmycells.io import atomic, ome
 from lightmycells.io.inputs import Discovery, Job
-from lightmycells.run import record
+from lightmycells.run import pipeline, record
 from lightmycells.run.runlog import FAILED, SKIPPED, WRITTEN, Outcome, RunLog
 from lightmycells.run.shard import Shard
 from lightmycells.run.stop import EXIT_TERMINATED, Terminated, sigterm_raises
@@ -42,6 +44,7 @@ def run(
     summary_path: Path | None = None,
     settings: Mapping[str, Any] | None = None,
     records: Mapping[str, Any] | None = None,
+    pipelined: bool = True,
 ) -> int:
     """Process this shard's inputs; return the exit code (0, 1, or 143 after SIGTERM).
 
@@ -68,6 +71,10 @@ def run(
     records:
         The settings that change pixels, written into each input's record (None: write no
         records, as in Grand-Challenge mode; ``--resume`` then redoes every input).
+    pipelined:
+        Overlap reading and writing with computing (``lightmycells.run.pipeline``) when
+        ``process`` has the three stages; False (or a plain callable) runs one input at a
+        time on this thread.
     """
     shard = shard or Shard()
     output.mkdir(parents=True, exist_ok=True)
@@ -92,17 +99,24 @@ def run(
               f"interrupted run", flush=True)
     for source, problem in failures:
         log.add(Outcome(source, FAILED, detail=problem))
-    current: Job | None = None
+    tasks = (_begin(job, output, organelles, resume, records) for job in jobs)
+    pipe = pipeline.Pipeline(process) if pipelined and isinstance(process, pipeline.Stages) \
+        else None
+    current: list[Path] = []
     try:
         with sigterm_raises():
-            for current in jobs:
-                log.add(_one(current, process, output, organelles, resume, records))
+            if pipe is not None:
+                pipe.run(tasks, log.add)
+            else:
+                for task in tasks:
+                    current = [task.source]
+                    log.add(_one(task, process))
     except Terminated:
         log.settings = {**log.settings, "terminated": True}
         log.finish(summary_path)
-        name = current.source if current is not None else "none"
-        print(f"stopped by SIGTERM: {len(log.outcomes)} of {log.total} input(s) done, the one "
-              f"in progress ({name}) rolled back; rerun with --resume to continue",
+        names = ", ".join(map(str, pipe.rolled_back if pipe is not None else current)) or "none"
+        print(f"stopped by SIGTERM: {len(log.outcomes)} of {log.total} input(s) done, the one(s) "
+              f"in progress ({names}) rolled back; rerun with --resume to continue",
               file=sys.stderr, flush=True)
         return EXIT_TERMINATED
     log.finish(summary_path)
@@ -130,11 +144,14 @@ def remove_leftovers(output: Path, jobs: Iterable[Job], summary_path: Path | Non
     return len(found)
 
 
-def _one(job: Job, process: Process, output: Path, organelles: tuple[Organelle, ...],
-         resume: bool, records: Mapping[str, Any] | None) -> Outcome:
+def _begin(job: Job, output: Path, organelles: tuple[Organelle, ...], resume: bool,
+           records: Mapping[str, Any] | None) -> Outcome | pipeline.Task:
+    """The input's outcome if ``--resume`` keeps it, else the task of (re)making it.
+
+    The task's ``finish`` writes the input's record once its outputs are all written.
+    """
     outputs = job.outputs(output, organelles)
     record_path = record.path(output, job)
-    started = time.perf_counter()
     redo = ""
     if resume:
         why = ("no records in Grand-Challenge mode" if records is None
@@ -143,15 +160,31 @@ def _one(job: Job, process: Process, output: Path, organelles: tuple[Organelle, 
             return Outcome(job.source, SKIPPED, detail="record matches; outputs kept")
         if record_path.exists() or any(p.exists() for p in outputs.values()):
             redo = f"redone: {why}  "  # (inputs never written before are just written)
-    try:
-        # no record may vouch for an output set that is being rewritten
-        record_path.unlink(missing_ok=True)
-        result = process(job.source, outputs)
+
+    def finish(result: Any) -> Outcome:
         if records is not None:
             record.write(record_path, records, job.source, outputs)
+        return Outcome(job.source, WRITTEN, result.seconds, redo + result.describe())
+
+    def fail(exc: Exception, seconds: float) -> Outcome:
+        return Outcome(job.source, FAILED, seconds, _one_line(exc))
+
+    try:  # no record may vouch for an output set that is being rewritten
+        record_path.unlink(missing_ok=True)
+    except OSError as exc:
+        return fail(exc, 0.0)
+    return pipeline.Task(job.source, outputs, finish, fail)
+
+
+def _one(task: Outcome | pipeline.Task, process: Process) -> Outcome:
+    """Process one task on this thread (the run without overlap)."""
+    if isinstance(task, Outcome):
+        return task
+    started = time.perf_counter()
+    try:
+        return task.finish(process(task.source, task.outputs))
     except Exception as exc:  # one bad image must not stop a run over thousands
-        return Outcome(job.source, FAILED, time.perf_counter() - started, _one_line(exc))
-    return Outcome(job.source, WRITTEN, result.seconds, redo + result.describe())
+        return task.fail(exc, time.perf_counter() - started)
 
 
 def _one_line(exc: Exception) -> str:
