@@ -39,6 +39,7 @@ def main(argv: Sequence[str], env: Mapping[str, str]) -> int:
                 tta=args.tta, batch_size=args.batch_size, overlap=args.overlap,
                 resample=not args.no_resample, zstack=args.zstack,
                 modality=Modality(args.modality) if args.modality else None,
+                images=len(settings.shard.select(discovery.jobs)),
             )
         except (RuntimeError, ValueError) as exc:  # the device, or a model failing its test run
             raise cli.ConfigError(str(exc)) from None
@@ -49,7 +50,9 @@ def main(argv: Sequence[str], env: Mapping[str, str]) -> int:
     return batch.run(
         discovery, processor, output=settings.output, organelles=settings.organelles,
         shard=settings.shard, resume=args.resume, summary_path=settings.summary,
-        settings={"device": device, "weights": str(settings.weights), "tta": args.tta},
+        settings={"device": device, "weights": str(settings.weights), "tta": args.tta,
+                  "batch_size": processor.predictor.batch_size,
+                  "cudnn_search": str(processor.predictor.runtime.search)},
         records=records,
     )
 

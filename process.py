@@ -254,17 +254,21 @@ def build(
     device: str = "auto",
     threads: int | None = None,
     tta: bool = False,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     overlap: float | None = None,
     resample: bool = True,
     modality: Modality | None = None,
     zstack: str | None = None,
+    images: int | None = None,
 ) -> tuple[Processor, str]:
     """Pick the device, load and test every model the run may need, build a :class:`Processor`.
 
     Imports ONNX Runtime. Every model routed to for ``organelles`` on any modality (files
     state their own, so any route may be taken) is loaded and run once on a tile now, so
     that a broken model stops the run before the first image instead of failing each one.
+    ``images`` (the run's count, None: unknown) picks cuDNN's search on CUDA; ``batch_size``
+    None takes the tile batch from the free GPU memory after the warm-up on CUDA
+    (:func:`auto_batch_size`), 4 on the CPU.
 
     Returns
     -------
@@ -284,12 +288,25 @@ def build(
     from lightmycells.engine.runtime import Runtime, select_device
 
     chosen = select_device(device)
-    runtime = Runtime(chosen, threads=threads)
-    for entry in routed_models(manifest, organelles):
+    runtime = Runtime(chosen, threads=threads, images=images)
+    entries = routed_models(manifest, organelles)
+    for entry in entries:
         runtime.warm_up(entry, manifest.weights_dir)
+    if batch_size is None:
+        batch_size = auto_batch_size(chosen, entries)
     predictor = Predictor(manifest, runtime, tta=tta, batch_size=batch_size, overlap=overlap,
                           resample=resample)
     return Processor(predictor, manifest, organelles, modality=modality, zstack=zstack), chosen
+
+
+def auto_batch_size(device: str, entries: Sequence[Any]) -> int:
+    """Tiles per model call (in patch² tiles) from the free GPU memory; the default on CPU."""
+    from lightmycells.engine import runtime
+
+    memory = runtime.gpu_memory() if device == "cuda" else None
+    patch = max((entry.patch for entry in entries), default=256)
+    return runtime.tile_batch_size(memory[0] if memory else None, patch,
+                                   models=max(1, len(entries)))
 
 
 def routed_models(manifest: Any, organelles: Sequence[Organelle]) -> list[Any]:

@@ -5,20 +5,33 @@
 GPU or no CUDA libraries, and ORT then falls back to the CPU silently. ``"cuda"`` requested
 but unusable raises :class:`DeviceError`; ``"auto"`` falls back to the CPU and says why in
 one line. On the CPU the thread count comes from the CPUs this process may use (affinity
-and cgroup quota: containers report the host's cores). On CUDA, inputs and outputs go
-through IOBinding, cuDNN searches the fastest convolution once per (fixed) tile shape, and
-a manifest entry's fp16 variant is used when it has one.
+and cgroup quota: containers report the host's cores). On CUDA (choices made without a GPU
+to measure them on; ``benchmarks/gpu_check.py`` measures them):
+
+- cuDNN's convolution search suits the job (:func:`choose_search`): a heuristic pick for a
+  one-image Grand-Challenge job, which cannot amortise an exhaustive search, an exhaustive
+  search, once per tile shape, for batches of :data:`EXHAUSTIVE_FROM_IMAGES` or more;
+- inputs and outputs go through IOBinding with device buffers kept per batch shape and
+  reused by every later batch of that shape (:class:`OnnxModel`);
+- the tile batch size can follow the free GPU memory (:func:`gpu_memory`,
+  :func:`tile_batch_size`);
+- a manifest entry's fp16 variant (parity-checked against PyTorch at export) is used only
+  if it also agrees with the fp32 model on this GPU within :data:`FP16_PARITY` of the
+  output range on a probe tile (:func:`fp16_error`); otherwise fp32, said in one line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import os
 import re
 import sys
 import tempfile
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +44,48 @@ from lightmycells.engine.manifest import ModelEntry
 DEVICES = ("auto", "cpu", "cuda")
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
-#: cuDNN options: tiles have one fixed shape per model, so an exhaustive algorithm search
-#: runs once per shape and pays off on every later batch.
+
+
+class CudnnSearch(StrEnum):
+    """How cuDNN picks a convolution algorithm (ORT's ``cudnn_conv_algo_search``).
+
+    EXHAUSTIVE times every algorithm for each convolution at each new input shape (once per
+    tile shape and batch size: seconds for a UNet, then the fastest); HEURISTIC asks
+    cuDNN's heuristics (no search, maybe a slower pick); DEFAULT takes a fixed algorithm.
+    """
+
+    EXHAUSTIVE = "EXHAUSTIVE"
+    HEURISTIC = "HEURISTIC"
+    DEFAULT = "DEFAULT"
+
+
+#: Images in a job from which the exhaustive search is chosen. A Grand-Challenge job has
+#: one image: a search of seconds per tile shape cannot pay off against ~1 s of compute on
+#: a T4. Over hundreds of same-sized images it runs once and every later batch gains.
+#: The break-even is a guess until ``benchmarks/gpu_check.py`` measures both modes on a
+#: one-image job and a 50-image batch (docs/BENCHMARKS.md).
+EXHAUSTIVE_FROM_IMAGES = 16
+#: Base CUDA provider options; ``cudnn_conv_algo_search`` is added per job.
 CUDA_OPTIONS: dict[str, Any] = {
     "device_id": 0,
-    "cudnn_conv_algo_search": "EXHAUSTIVE",
     "cudnn_conv_use_max_workspace": "1",
     "do_copy_in_default_stream": "1",
 }
+#: fp16 is used on CUDA only when its output on a probe tile is within this fraction of the
+#: fp32 output's range (the issue's parity bar; export checks 0.05 absolute vs PyTorch).
+FP16_PARITY = 5e-3
+#: IOBinding buffers kept per model: one per batch shape (a run of same-sized images uses
+#: one or two); older ones are dropped so that device memory stays bounded.
+BOUND_SHAPES = 4
+#: Tile batch size from free GPU memory: the share of free memory the tiles may take (the
+#: rest is left to cuDNN workspaces and other processes), and the device bytes per tile
+#: pixel, an estimate: the CPU working set of the width-16 UNet is ~700 B/px at fp32
+#: (docs/BENCHMARKS.md); ×3 for cuDNN's workspace (max workspace is on).
+GPU_MEMORY_SHARE = 0.5
+GPU_BYTES_PER_PIXEL = 2048
+#: Tiles per model call (in patch² tiles) when the free GPU memory is unknown, and on CPU.
+DEFAULT_BATCH = 4
+MAX_BATCH = 64
 _ORT_ERROR_LEVEL = 3  # session log level: errors only (ORT warns about harmless CPU fallbacks)
 #: Session option: take CPU memory from one arena shared by all sessions of the process.
 #: With an arena per session each keeps its peak working set (~0.8 GB for a width-16 UNet on
@@ -171,13 +218,29 @@ def select_device(requested: str, *, report: Callable[[str], None] = _stderr) ->
     return "cpu"
 
 
-def session_plan(entry: ModelEntry, device: str) -> tuple[str, list[Any]]:
-    """The ONNX file (relative to the weights folder) and provider list for ``device``."""
+def choose_search(images: int | None, *,
+                  exhaustive_from: int = EXHAUSTIVE_FROM_IMAGES) -> CudnnSearch:
+    """The cuDNN search for a job of ``images`` images (None: unknown, taken as small)."""
+    if images is not None and images >= exhaustive_from:
+        return CudnnSearch.EXHAUSTIVE
+    return CudnnSearch.HEURISTIC
+
+
+def session_plan(entry: ModelEntry, device: str, *,
+                 search: CudnnSearch = CudnnSearch.EXHAUSTIVE,
+                 fp16: bool | None = None) -> tuple[str, list[Any]]:
+    """The ONNX file (relative to the weights folder) and provider list for ``device``.
+
+    ``fp16``: take the entry's fp16 variant when it has one (None: on CUDA only). On CUDA,
+    cuDNN's ``search`` (:class:`Runtime` picks it per job with :func:`choose_search`).
+    """
+    half = (device == "cuda") if fp16 is None else fp16
+    file = entry.fp16.file if entry.fp16 is not None and half else entry.file
     if device == "cuda":
-        file = entry.fp16.file if entry.fp16 is not None else entry.file
-        return file, [(CUDA_PROVIDER, dict(CUDA_OPTIONS)), CPU_PROVIDER]
+        options = {**CUDA_OPTIONS, "cudnn_conv_algo_search": str(search)}
+        return file, [(CUDA_PROVIDER, options), CPU_PROVIDER]
     if device == "cpu":
-        return entry.file, [CPU_PROVIDER]
+        return file, [CPU_PROVIDER]
     raise ValueError(f"device must be 'cpu' or 'cuda' after select_device (got {device!r})")
 
 
@@ -192,14 +255,23 @@ class OnnxModel:
         ``"cpu"`` or ``"cuda"``.
     file:
         The ONNX file the session was built from (the fp16 variant on CUDA, if any).
+    bind:
+        Run through IOBinding with input and output buffers on ``device`` kept per batch
+        shape and reused (default: on CUDA only). Each call then copies the batch into the
+        kept input buffer and the result out of the kept output buffer, instead of ORT
+        allocating and freeing device memory for both on every call.
     """
 
     def __init__(self, session: ort.InferenceSession, entry: ModelEntry, device: str,
-                 file: Path) -> None:
+                 file: Path, *, bind: bool | None = None) -> None:
         self.session, self.entry, self.device, self.file = session, entry, device, file
+        self.bind = device == "cuda" if bind is None else bind
         (inp,), outputs = session.get_inputs(), session.get_outputs()
         self._input, self._output = inp.name, outputs[0].name
         self._dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+        self._out_dtype = np.float16 if outputs[0].type == "tensor(float16)" else np.float32
+        #: batch shape → (binding, input buffer, output buffer), most recently used last
+        self._bound: OrderedDict[tuple[int, ...], tuple[Any, Any, Any]] = OrderedDict()
         dims = list(inp.shape)
         #: (H, W) when the model only takes one spatial size (e.g. a ViT), else None.
         self.fixed_tile: tuple[int, int] | None = (
@@ -212,19 +284,111 @@ class OnnxModel:
             raise ValueError(f"model {self.entry.name!r} takes (B, 1, H, W) input "
                              f"(got {batch.shape})")
         x = np.ascontiguousarray(batch, dtype=self._dtype)
-        if self.device == "cuda":
-            binding = self.session.io_binding()
-            binding.bind_cpu_input(self._input, x)
-            binding.bind_output(self._output, "cuda")
-            self.session.run_with_iobinding(binding)
-            y = binding.copy_outputs_to_cpu()[0]
+        expected = (batch.shape[0], len(self.entry.organelles), *batch.shape[2:])
+        if self.bind:
+            y = self._run_bound(x, expected)
         else:
             y = self.session.run([self._output], {self._input: x})[0]
-        expected = (batch.shape[0], len(self.entry.organelles), *batch.shape[2:])
         if y.shape != expected:
             raise ValueError(f"model {self.entry.name!r} ({self.file}) returned shape {y.shape} "
                              f"for input {batch.shape}; the manifest implies {expected}")
         return y.astype(np.float32, copy=False)
+
+    @property
+    def bound_shapes(self) -> list[tuple[int, ...]]:
+        """Batch shapes with kept IOBinding buffers, least recently used first."""
+        return list(self._bound)
+
+    def _run_bound(self, x: np.ndarray, expected: tuple[int, ...]) -> np.ndarray:
+        if x.shape not in self._bound:
+            if len(self._bound) >= BOUND_SHAPES:
+                self._bound.popitem(last=False)
+            make = ort.OrtValue.ortvalue_from_shape_and_type
+            inp = make(x.shape, self._dtype, self.device, 0)
+            out = make(expected, self._out_dtype, self.device, 0)
+            binding = self.session.io_binding()
+            binding.bind_ortvalue_input(self._input, inp)
+            binding.bind_ortvalue_output(self._output, out)
+            self._bound[x.shape] = (binding, inp, out)
+        self._bound.move_to_end(x.shape)
+        binding, inp, out = self._bound[x.shape]
+        inp.update_inplace(x)
+        self.session.run_with_iobinding(binding)
+        # a CPU buffer's numpy() is a view of the buffer the next batch overwrites
+        return np.array(out.numpy(), copy=True) if self.device == "cpu" else out.numpy()
+
+
+def probe_tile(edge: int, seed: int = 0) -> np.ndarray:
+    """A ``(1, 1, edge, edge)`` image-like tile in ``[0, 1]`` (smooth pattern plus noise)."""
+    yy, xx = np.mgrid[0:edge, 0:edge].astype(np.float32) / edge
+    pattern = 0.5 + 0.25 * np.sin(9 * xx + 4 * yy) * np.cos(7 * yy - 3 * xx)
+    noise = np.random.default_rng(seed).random((edge, edge), dtype=np.float32) * 0.25
+    return (pattern + noise)[None, None].astype(np.float32)
+
+
+def fp16_error(reference: Callable[[np.ndarray], np.ndarray],
+               candidate: Callable[[np.ndarray], np.ndarray], tile: np.ndarray) -> float:
+    """Largest |candidate − reference| on ``tile``, as a fraction of the reference's range."""
+    ref = np.asarray(reference(tile), np.float64)
+    got = np.asarray(candidate(tile), np.float64)
+    span = float(ref.max() - ref.min()) or 1.0
+    return float(np.abs(got - ref).max()) / span
+
+
+def gpu_memory(device_id: int = 0) -> tuple[int, int] | None:
+    """(free, total) bytes of the CUDA device, or None where they cannot be read.
+
+    Asks the CUDA runtime the session already loaded (``cudaMemGetInfo``: it sees
+    ``CUDA_VISIBLE_DEVICES`` and this process's own allocations), else NVML, which ships
+    with the driver. No GPU, no driver: None.
+    """
+    free, total = ctypes.c_size_t(), ctypes.c_size_t()
+    for name in ("libcudart.so", "libcudart.so.13", "libcudart.so.12"):
+        with contextlib.suppress(OSError, AttributeError):
+            cudart = ctypes.CDLL(name)
+            if cudart.cudaSetDevice(device_id) == 0 and \
+                    cudart.cudaMemGetInfo(ctypes.byref(free), ctypes.byref(total)) == 0:
+                return free.value, total.value
+    return _nvml_memory(device_id)
+
+
+def _nvml_memory(device_id: int) -> tuple[int, int] | None:
+    class Memory(ctypes.Structure):
+        _fields_ = [("total", ctypes.c_ulonglong), ("free", ctypes.c_ulonglong),
+                    ("used", ctypes.c_ulonglong)]
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+    with contextlib.suppress(ValueError, IndexError):
+        device_id = int(visible[device_id]) if visible != [""] else device_id
+    try:
+        nvml = ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return None
+    if nvml.nvmlInit_v2() != 0:
+        return None
+    try:
+        handle, memory = ctypes.c_void_p(), Memory()
+        if nvml.nvmlDeviceGetHandleByIndex_v2(device_id, ctypes.byref(handle)) != 0 or \
+                nvml.nvmlDeviceGetMemoryInfo(handle, ctypes.byref(memory)) != 0:
+            return None
+        return memory.free, memory.total
+    finally:
+        nvml.nvmlShutdown()
+
+
+def tile_batch_size(free_bytes: int | None, patch: int, *, models: int = 1,
+                    bytes_per_pixel: float = GPU_BYTES_PER_PIXEL,
+                    share: float = GPU_MEMORY_SHARE, fallback: int = DEFAULT_BATCH) -> int:
+    """Tiles per model call, in ``patch``² tiles, that fit the free GPU memory.
+
+    Each of ``models`` sessions keeps its own CUDA arena at its peak, so they split the
+    ``share`` of ``free_bytes``. ``free_bytes`` None (not on CUDA, or unknown): ``fallback``.
+    Between 1 and :data:`MAX_BATCH`.
+    """
+    if free_bytes is None:
+        return fallback
+    budget = free_bytes * share / max(1, models)
+    return int(min(MAX_BATCH, max(1, budget // (bytes_per_pixel * patch * patch))))
 
 
 class Runtime:
@@ -236,14 +400,32 @@ class Runtime:
         ``"cpu"`` or ``"cuda"`` (resolve ``"auto"`` with :func:`select_device` first).
     threads:
         CPU threads per session; default :func:`available_cpus`.
+    images:
+        Images the run will process (None: unknown); on CUDA it picks cuDNN's search
+        (:func:`choose_search`) unless ``search`` is given.
+    search:
+        cuDNN's algorithm search, overriding the choice by ``images``.
+    fp16:
+        On CUDA, consider the manifest's fp16 variants (each still has to pass the parity
+        check on this GPU, :data:`FP16_PARITY`); False: always fp32.
+    bind:
+        IOBinding with reused buffers (default: on CUDA only; see :class:`OnnxModel`).
+    report:
+        Where a model falling back from fp16 to fp32 is said (default: standard error).
     """
 
-    def __init__(self, device: str, threads: int | None = None) -> None:
+    def __init__(self, device: str, threads: int | None = None, *, images: int | None = None,
+                 search: CudnnSearch | None = None, fp16: bool = True,
+                 bind: bool | None = None, report: Callable[[str], None] = _stderr) -> None:
         if device not in ("cpu", "cuda"):
             raise ValueError(f"Runtime device must be 'cpu' or 'cuda' (got {device!r}); "
                              f"resolve 'auto' with select_device first")
         self.device = device
         self.threads = threads if threads is not None else available_cpus()
+        self.search = CudnnSearch(search) if search is not None else choose_search(images)
+        self.fp16, self.bind, self.report = fp16, bind, report
+        #: model name → max fp16 error (fraction of range) found by the parity check
+        self.fp16_errors: dict[str, float] = {}
         self._models: dict[tuple[Path, str], OnnxModel] = {}
 
     def options(self) -> ort.SessionOptions:
@@ -298,8 +480,31 @@ class Runtime:
                                        f"tile failed ({type(exc).__name__}: {exc})")) from None
         return model
 
+    def _wants_fp16(self, entry: ModelEntry) -> bool:
+        """Whether to try ``entry``'s fp16 variant: on CUDA, when it has one and fp16 is on."""
+        return self.fp16 and self.device == "cuda" and entry.fp16 is not None
+
     def _load(self, entry: ModelEntry, weights_dir: Path) -> OnnxModel:
-        file, providers = session_plan(entry, self.device)
+        fp16 = self._wants_fp16(entry)
+        model = self._session(entry, weights_dir, fp16=fp16)
+        if not fp16:
+            return model
+        full = self._session(entry, weights_dir, fp16=False)
+        tile = probe_tile(model.fixed_tile[0] if model.fixed_tile else entry.patch)
+        try:
+            error = fp16_error(full, model, tile)
+        except Exception as exc:  # ORT's exception types are not public API
+            raise ModelError(_one_line(f"{model.file}: the fp16 parity run failed "
+                                       f"({type(exc).__name__}: {exc})")) from None
+        self.fp16_errors[entry.name] = error
+        if error <= FP16_PARITY:
+            return model
+        self.report(f"{model.file}: fp16 differs from fp32 by {error:.2e} of the output range "
+                    f"on this GPU (> {FP16_PARITY:g}); running {full.file.name} in fp32")
+        return full
+
+    def _session(self, entry: ModelEntry, weights_dir: Path, *, fp16: bool) -> OnnxModel:
+        file, providers = session_plan(entry, self.device, search=self.search, fp16=fp16)
         path = weights_dir / file
         try:
             session = ort.InferenceSession(str(path), self.options(), providers=providers)
@@ -309,4 +514,4 @@ class Runtime:
         if self.device == "cuda" and CUDA_PROVIDER not in session.get_providers():
             raise DeviceError(f"{path}: the session fell back to {session.get_providers()} "
                               f"although CUDA was selected")
-        return OnnxModel(session, entry, self.device, path)
+        return OnnxModel(session, entry, self.device, path, bind=self.bind)

@@ -88,8 +88,9 @@ def build_parser(default_weights: Path) -> argparse.ArgumentParser:
     model.add_argument("--threads", type=_positive_int,
                        help="CPU threads (default: the CPUs this process may use)")
     model.add_argument("--tta", action="store_true", help="average the 8 flips/rotations")
-    model.add_argument("--batch-size", type=_positive_int, default=4,
-                       help="tiles per model call (default %(default)s)")
+    model.add_argument("--batch-size", type=_positive_int,
+                       help="tiles per model call, in patch-sized tiles (default: from the free "
+                       "GPU memory on CUDA, 4 on the CPU)")
     model.add_argument("--overlap", type=_fraction, help="tile overlap 0..0.9 (default: "
                        "the manifest's)")
     model.add_argument("--no-resample", action="store_true",
