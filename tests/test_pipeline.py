@@ -1,4 +1,4 @@
-"""The pipelined batch run: same files as one image at a time, failures stay local, bounded, stoppable."""
+"""The pipelined batch run: the sequential run's files, local failures, bounded, stoppable."""
 
 import re
 import threading
@@ -135,7 +135,7 @@ def test_a_failing_image_in_the_middle_leaves_its_neighbours_written(tmp_path, c
 
 
 class Timeline:
-    """Stages that sleep; each records the interval from the start of its read to its write's end."""
+    """Stages that sleep, recording each image's interval from read start to write end."""
 
     def __init__(self, compute_s=0.05, io_s=0.02):
         self.compute_s, self.io_s = compute_s, io_s

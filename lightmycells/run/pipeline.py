@@ -105,8 +105,8 @@ class InFlight:
             self._changed.notify_all()
 
 
-class Cancelled(Exception):
-    """A stage was called off because the run is stopping; nothing of it is kept."""
+class _Dropped(Exception):
+    """A read called off because the run is stopping."""
 
 
 class Pipeline:
@@ -183,7 +183,7 @@ class Pipeline:
 
     def _load(self, source: Path) -> Any:
         if not self.in_flight.acquire(self.cancel):
-            raise Cancelled("the run is stopping")
+            raise _Dropped("the run is stopping")
         try:
             return self.stages.load(source)
         except BaseException:
