@@ -193,6 +193,8 @@ def cuda_session(report: Report, manifest: Any, gpu: bool) -> None:
 def parity(report: Report, manifest: Any, files: list[Path], gpu: bool) -> None:
     with report.item("parity") as out:
         cpu = runtime.Runtime("cpu")
+        cuda = {precision: runtime.Runtime("cuda", images=1, fp16=precision == "fp16")
+                for precision in ("fp32", "fp16")} if gpu else {}
         for path in files:
             started = time.perf_counter()
             reference = predictions(cpu, manifest, path)
@@ -201,7 +203,7 @@ def parity(report: Report, manifest: Any, files: list[Path], gpu: bool) -> None:
             if not gpu:
                 continue
             for precision, bar in (("fp32", FP32_PARITY), ("fp16", FP16_PARITY)):
-                rt = runtime.Runtime("cuda", images=1, fp16=precision == "fp16")
+                rt = cuda[precision]
                 error = relative_error(reference, predictions(rt, manifest, path))
                 row[precision] = {"max_error_of_range": error,
                                   "fp16_probe_errors": dict(rt.fp16_errors),
