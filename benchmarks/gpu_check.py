@@ -207,7 +207,7 @@ def parity(report: Report, manifest: Any, files: list[Path], gpu: bool) -> None:
                 error = relative_error(reference, predictions(rt, manifest, path))
                 row[precision] = {"max_error_of_range": error,
                                   "fp16_probe_errors": dict(rt.fp16_errors),
-                                  "files": sorted(m.file.name for m in rt._models.values())}
+                                  "files": sorted(m.file.name for m in rt.loaded)}
                 report.check(f"parity_{precision}_{path.name}", error <= bar,
                              f"max |CUDA - CPU| = {error:.2e} of the range (bar {bar:g}; "
                              f"{', '.join(row[precision]['files'])})")
@@ -234,7 +234,7 @@ def end_to_end(report: Report, manifest: Any, image: Path, args: argparse.Namesp
             rt = runtime.Runtime(device, images=args.e2e_images, fp16=precision == "fp16")
             for entry in entries:
                 rt.warm_up(entry, manifest.weights_dir)
-            out[f"{precision}_files"] = sorted(m.file.name for m in rt._models.values())
+            out[f"{precision}_files"] = sorted(m.file.name for m in rt.loaded)
             for batch_size in batch_sizes:
                 if report.out_of_time("end_to_end", f"{precision} batch {batch_size}"):
                     break

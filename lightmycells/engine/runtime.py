@@ -431,6 +431,11 @@ class Runtime:
         self.fp16_errors: dict[str, float] = {}
         self._models: dict[tuple[Path, str], OnnxModel] = {}
 
+    @property
+    def loaded(self) -> list[OnnxModel]:
+        """The models loaded so far (after fp16 parity checks: what really runs)."""
+        return list(self._models.values())
+
     def options(self) -> ort.SessionOptions:
         """Session options: full graph optimisation, ``threads`` threads, the shared CPU arena."""
         _register_shared_cpu_arena()
