@@ -10,8 +10,10 @@ each in its own child process so that its peak RSS is its own:
 - ``pipelined``: ``batch.run(...)``: next read and previous write on background threads.
 
 Every child first computes one image untimed (session warm-up). The three are interleaved
-per repeat so that they share the machine's load. Prints a Markdown table and the load
-average; ``--json`` writes the raw figures.
+per repeat so that they share the machine's load. Prints a Markdown table with each
+child's process CPU seconds per image (all its threads: less sensitive to the machine's
+load than wall time) and the 1-minute load average when it ended; ``--json`` writes the
+raw figures.
 
     PYTHONPATH=. python benchmarks/bench_pipeline.py --images 4 --repeats 3
     PYTHONPATH=. python benchmarks/bench_pipeline.py --light     # a tiny model: I/O matters more
@@ -76,10 +78,10 @@ def child(args: argparse.Namespace) -> dict:
     sources = [job.source for job in discovery.jobs]
     proc.compute(proc.load(sources[0]))  # warm-up, untimed
     out = Path(tempfile.mkdtemp(prefix="bench_pipeline_", dir=args.scratch))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     if args.variant == "compute":
         loaded = [proc.load(s) for s in sources]
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for item in loaded:
             proc.compute(item)
     else:
@@ -87,8 +89,9 @@ def child(args: argparse.Namespace) -> dict:
             code = batch.run(discovery, proc, output=out, organelles=ORGANELLES,
                              pipelined=args.variant == "pipelined")
         assert code == 0, f"the batch run failed (exit {code})"
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     return {"variant": args.variant, "images": len(sources), "seconds": seconds,
+            "cpu_s_per_image": cpu / len(sources),
             "images_per_min": 60 * len(sources) / seconds,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -126,15 +129,20 @@ def print_table(runs: list[dict], args: argparse.Namespace, before: tuple, after
           f"{'tiny UNet' if args.light else args.weights}; load average before "
           f"{before[0]:.1f}, after {after[0]:.1f}\n")
     print("| repeat | compute only img/min | sequential img/min | pipelined img/min | "
-          "pipelined ÷ compute | sequential ÷ compute | peak RSS MB (c / s / p) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          "pipelined ÷ compute | sequential ÷ compute | CPU s/img (c / s / p) | "
+          "peak RSS MB (c / s / p) | load (c / s / p) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     ratios = []
     for repeat in range(args.repeats):
         row = {r["variant"]: r for r in runs if r["repeat"] == repeat}
         c, s, p = (row[v]["images_per_min"] for v in VARIANTS)
         ratios.append(p / c)
         rss = " / ".join(f"{row[v]['peak_rss_mb']:.0f}" for v in VARIANTS)
-        print(f"| {repeat} | {c:.2f} | {s:.2f} | {p:.2f} | {p / c:.3f} | {s / c:.3f} | {rss} |")
+        cpu = " / ".join(f"{row[v]['cpu_s_per_image']:.1f}" if "cpu_s_per_image" in row[v]
+                         else "–" for v in VARIANTS)
+        load = " / ".join(f"{row[v]['load']:.1f}" for v in VARIANTS)
+        print(f"| {repeat} | {c:.2f} | {s:.2f} | {p:.2f} | {p / c:.3f} | {s / c:.3f} | {cpu} | "
+              f"{rss} | {load} |")
     print(f"\npipelined ÷ compute: median {statistics.median(ratios):.3f}, "
           f"range {min(ratios):.3f}–{max(ratios):.3f}")
 
