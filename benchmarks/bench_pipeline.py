@@ -157,10 +157,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="ORT threads (default: all CPUs allowed)")
     parser.add_argument("--scratch", type=Path, help="folder for inputs and outputs")
     parser.add_argument("--json", type=Path, help="write the raw figures here")
+    parser.add_argument("--table", type=Path, help="print the table of a --json file and exit")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--inputs", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
+    if args.table:
+        saved = json.loads(args.table.read_text())
+        args.repeats = 1 + max(r["repeat"] for r in saved["runs"])
+        args.images, args.size, args.light = saved["runs"][0]["images"], saved["size"], \
+            saved["light"]
+        print_table(saved["runs"], args, saved["load_before"], saved["load_after"])
+    elif args.child:
         args.variant = args.child
         print(json.dumps(child(args)))
     else:
