@@ -174,7 +174,7 @@ class IndexResult:
             per_study[f["study"]]["fovs"] += 1
             per_study[f["study"]]["planes"] += len(f["planes"])
             per_study[f["study"]][f["modality"]] += 1
-            per_study[f["study"]].update(f["targets"])
+            per_study[f["study"]].update(list(f["targets"]))
         cols = ["fovs", "planes", *Modality, *Organelle]
         lines.append("study\t" + "\t".join(cols))
         for study in sorted(per_study, key=catalog.study_number):

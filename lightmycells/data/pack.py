@@ -156,16 +156,17 @@ def pack(root: str | Path, out: str | Path, *, index_path: str | Path | None = N
         raise PackError(f"{root}: the index has no usable plane")
     _create(out, arrays, _fingerprint(arrays, slots))
     done = _done(out)
+    already = sum(s.rel in done for s in slots)
     todo = [s for s in slots if s.rel not in done][:limit]
-    with (out / DONE_NAME).open("a") as log, tqdm(total=len(slots), initial=len(slots) - len(
-            [s for s in slots if s.rel not in done]), desc="pack", unit="plane",
-            disable=not progress) as bar:
+    with (out / DONE_NAME).open("a") as log, tqdm(total=len(slots), initial=already,
+                                                  desc="pack", unit="plane",
+                                                  disable=not progress) as bar:
         for slot, stats in _run(str(root), str(out), todo, jobs):
             log.write(json.dumps({"rel": slot.rel, "stats": stats}) + "\n")
             log.flush()
             done[slot.rel] = stats
             bar.update()
-    summary = PackSummary(len(slots), len(todo), len(slots) - len(todo), len(arrays))
+    summary = PackSummary(len(slots), len(todo), already, len(arrays))
     if all(s.rel in done for s in slots):
         _finish(out, index, slots, done)
     return summary
