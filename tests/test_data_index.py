@@ -80,7 +80,7 @@ def test_index_counts_and_file(replica, capsys, tmp_path):
     assert main(["index", str(replica.root), "--out", str(out), "--jobs", "1",
                  "--no-progress"]) == 0
     text = capsys.readouterr().out
-    for quirk, rel in _quirks(replica.root):
+    for _, rel in _quirks(replica.root):
         assert rel in text
     data = json.loads(out.read_text())
     skipped = {rel for q, rel in _quirks(replica.root) if EXPECTED[q][1] is Action.SKIPPED}
@@ -101,7 +101,7 @@ def test_index_counts_and_file(replica, capsys, tmp_path):
 
 
 def test_clean_replica_has_no_findings(tmp_path):
-    replica = make_replica(tmp_path, studies=[1], max_fovs=2, quirks=())
+    make_replica(tmp_path, studies=[1], max_fovs=2, quirks=())
     result = build_index(tmp_path)
     assert result.findings == []
     assert result.counts()["total"]["fovs"] == 2

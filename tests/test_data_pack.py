@@ -104,3 +104,31 @@ def test_limit_then_rerun_and_layout_guard(indexed, tmp_path, capsys):
     write_index(other, build_index(other))
     with pytest.raises(PackError, match="another index"):
         pack(other, out)
+
+
+def test_fast_chunk_reader_agrees_with_zarr_and_falls_back(indexed, tmp_path):
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    out = tmp_path / "store"
+    pack(indexed, out, jobs=1)
+    store = Store(out)
+    rel = max(store.refs, key=lambda r: np.prod(store.shape(r)))
+    ref = store.ref(rel)
+    array = zarr.open_array(out / ref.array, mode="r")
+    assert store._chunks(ref.array) is not None  # the synchronous path is the one used
+    rng = np.random.default_rng(1)
+    h, w = store.shape(rel)
+    for _ in range(30):  # edges, empty and clipped windows included
+        y, x = (int(v) for v in rng.integers(0, [h + 5, w + 5]))
+        dy, dx = (int(v) for v in rng.integers(0, 300, 2))
+        np.testing.assert_array_equal(store.read(rel, slice(y, y + dy), slice(x, x + dx)),
+                                      array[ref.slot, y: y + dy, x: x + dx])
+    # an array written in another layout (sharded, zstd) is read through zarr itself
+    source = np.asarray(array)
+    zarr.create_array(out / "sharded", shape=source.shape, dtype=source.dtype,
+                      chunks=(1, 32, 32), shards=(1, 64, 64), fill_value=0,
+                      compressors=BloscCodec(cname="zstd"))[...] = source
+    store.refs[rel] = type(ref)(rel, "sharded", ref.slot, ref.stats)
+    assert store._chunks("sharded") is None
+    np.testing.assert_array_equal(store.read(rel), tifffile.imread(indexed / rel))

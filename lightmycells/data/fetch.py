@@ -263,8 +263,10 @@ def fetch(
 
 
 def write_list(dest: str | Path, studies: Sequence[int | str] | None) -> Path:
-    """``DEST/files.tsv``: the organisers' list of the fetched studies (duplicates kept), which
-    ``index`` compares the download against."""
+    """Write ``DEST/files.tsv``, the organisers' list of the fetched studies.
+
+    Duplicates are kept; ``index`` compares the download against it.
+    """
     path = Path(dest) / LIST_FILE
     rows = [f"{s.name}\t{n}\n" for s in catalog.select(studies) for n in s.rows]
     path.write_text("study\tname\n" + "".join(rows))

@@ -311,7 +311,7 @@ def _assemble(usable: dict[str, FileFacts], findings: list[Finding]) -> list[dic
             "targets": fov_targets, "shape": list(shape), "dtype": first.dtype,
             "pixel_size_um": first.pixel_size_um or pixel.get(study),
         })
-    for (study, image_id), found in targets.items():
+    for found in targets.values():
         for f in found.values():
             if f.rel not in claimed:
                 findings.append(Finding(f.rel, Issue.NO_INPUT, Action.SKIPPED))

@@ -1,9 +1,9 @@
 """Pack the indexed planes into a chunked zarr v3 store with per-plane statistics.
 
 Every usable plane and target of ``ROOT/lmc_index.json`` is decoded once (in parallel worker
-processes) and written into its group's ``(N, Y, X)`` array as one shard of 256² zstd
-chunks; its min, max, mean and percentiles (computed exactly as the engine's percentile
-normaliser computes them) go to ``done.jsonl`` only after its shard is written. A rerun
+processes) and written into its group's ``(N, Y, X)`` array as 256² lz4 chunks; its min,
+max, mean and percentiles (computed exactly as the engine's percentile normaliser computes
+them) go to ``done.jsonl`` only after its chunks are written. A rerun
 skips the planes ``done.jsonl`` lists (a plane cut off mid-write is simply written again),
 so a killed pack resumes to the same store. ``planes.tsv`` and ``index.json`` come last.
 """
@@ -80,12 +80,12 @@ def _create(out: Path, arrays: dict, fingerprint: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     zarr.open_group(out, mode="w", zarr_format=3)
     for name, spec in arrays.items():
-        _, y, x = spec["shape"]
-        shard = (1, -(-y // CHUNK) * CHUNK, -(-x // CHUNK) * CHUNK)
+        # lz4 + bitshuffle, unsharded: the fastest region reads of the layouts measured
+        # (docs/BENCHMARKS.md); sharding (one file per plane) cost ~1 ms more per patch
         zarr.create_array(
             out, name=name, shape=tuple(spec["shape"]), dtype=spec["dtype"],
-            chunks=(1, CHUNK, CHUNK), shards=shard, fill_value=0,
-            compressors=BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"),
+            chunks=(1, CHUNK, CHUNK), fill_value=0,
+            compressors=BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"),
             attributes={"study": spec["study"]},
         )
     with replacing(layout) as tmp:
@@ -93,8 +93,11 @@ def _create(out: Path, arrays: dict, fingerprint: str) -> None:
 
 
 def plane_stats(pixels: np.ndarray) -> dict[str, float]:
-    """min, max, mean and :data:`PERCENTILES` of one plane (float32 as the readers see it),
-    with the engine's percentile function (float64 interpolation, as its normaliser)."""
+    """min, max, mean and :data:`PERCENTILES` of one plane (float32 as the readers see it).
+
+    Percentiles come from the engine's function with float64 interpolation, as its
+    normaliser computes them.
+    """
     x = np.asarray(pixels, np.float32)
     qs = percentiles(x, PERCENTILES, np.float64)
     stats = {"min": float(x.min()), "max": float(x.max()), "mean": float(x.mean(dtype=np.float64))}
@@ -103,7 +106,7 @@ def plane_stats(pixels: np.ndarray) -> dict[str, float]:
 
 
 def _pack_one(root: str, out: str, slot: Slot) -> tuple[Slot, dict[str, float]]:
-    """Decode one source file, write its shard, return its statistics (worker process)."""
+    """Decode one source file, write its chunks, return its statistics (worker process)."""
     import zarr
 
     pixels = read_plane(Path(root) / slot.rel).pixels  # float32 of the stored integers
@@ -113,8 +116,10 @@ def _pack_one(root: str, out: str, slot: Slot) -> tuple[Slot, dict[str, float]]:
 
 
 def _done(out: Path) -> dict[str, dict[str, float]]:
-    """Planes already packed: the complete lines of ``done.jsonl`` (a torn last line from a
-    killed run is ignored, and that plane is packed again)."""
+    """Planes already packed: the complete lines of ``done.jsonl``.
+
+    A torn last line from a killed run is ignored, and that plane is packed again.
+    """
     path = out / DONE_NAME
     done: dict[str, dict[str, float]] = {}
     if path.exists():

@@ -84,8 +84,11 @@ class Replica:
 
 
 def _pick_fovs(study: catalog.StudyInfo, max_fovs: int, must: set[str]) -> list:
-    """The fields of view to copy: the ones holding a forced file, one per label combination
-    (so partial labels survive), then the first ones, up to ``max_fovs`` (at least those)."""
+    """The fields of view to copy.
+
+    The ones holding a forced file, one per label combination (so partial labels survive),
+    then the first ones, up to ``max_fovs`` (at least those).
+    """
     fovs = study.fovs()
     chosen: dict[str, object] = {}
     for fov in fovs:
@@ -127,8 +130,11 @@ def _write_tiff(path: Path, pixels: np.ndarray, *, channel: str, pixel_um: float
 
 
 def metadata_only_bigtiff(shape: tuple[int, int], channel: str, pixel_um: float) -> bytes:
-    """A 4,096-byte BigTIFF whose IFD and OME-XML describe a uint16 image whose pixels are
-    not in the file (the strip points past its end), like Study_28/image_2492_Nucleus."""
+    """A 4,096-byte BigTIFF holding metadata only, like Study_28/image_2492_Nucleus.
+
+    Its IFD and OME-XML describe a uint16 image whose pixels are not in the file (the strip
+    points past its end).
+    """
     height, width = shape
     xml = (
         '<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/'
