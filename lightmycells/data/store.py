@@ -146,10 +146,10 @@ class LazyPlane:
 class _ChunkReader:
     """Synchronous reads of a zarr v3 array in the layout pack writes.
 
-    Regular (1, C, C) chunks, "/" keys, little-endian bytes + blosc): each touched chunk file is read and
-    blosc-decoded directly, without zarr's asynchronous machinery (whose thread hand-offs
-    cost more than the decoding on a busy machine). Any other layout returns None from
-    :meth:`open`, and the store reads through zarr instead; a test checks both agree.
+    Regular (1, C, C) chunks, "/" keys, little-endian bytes + blosc: each touched chunk
+    file is read and blosc-decoded directly, without zarr's asynchronous machinery (whose
+    thread hand-offs cost more than the decoding on a busy machine). For any other layout
+    :meth:`open` returns None and the store reads through zarr; a test checks both agree.
     """
 
     def __init__(self, folder: Path, meta: dict) -> None:
