@@ -136,6 +136,52 @@ def worker(kind: str, root: Path, store_path: Path, seconds: float) -> dict:
             "warm_rss_mb": base_mb}
 
 
+#: Dense bf16/fp16 tensor peak, TFLOP/s (vendor data sheets), and the assumed fraction of it
+#: a convolutional U-Net step reaches under AMP. Computed figures, not measurements.
+GPUS = {"A100 (SXM)": 312.0, "H100 (SXM)": 989.0}
+ASSUMED_MFU = 0.4
+
+
+def gpu_estimate(config: str, patch: int = PATCH) -> list[str]:
+    """Patches/s one GPU consumes for ``config``'s model, computed from its FLOPs.
+
+    Multiply-accumulates of every convolution for one ``patch``² forward pass (counted with
+    forward hooks), × 2 FLOPs per MAC, × 3 for forward + backward.
+    """
+    import torch  # only this estimate needs torch
+    from torch import nn
+
+    from lightmycells.train.config import load_config
+    from lightmycells.train.models import build_model
+
+    cfg = load_config(config)
+    model = build_model(cfg.model, len(cfg.data.organelles)).eval()
+    macs = 0
+
+    def count(module, inputs, output):
+        nonlocal macs
+        kernel = module.kernel_size[0] * module.kernel_size[1] // module.groups
+        if isinstance(module, nn.ConvTranspose2d):
+            macs += inputs[0].numel() * module.out_channels * kernel
+        else:
+            macs += output.numel() * module.in_channels * kernel
+
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            module.register_forward_hook(count)
+    with torch.no_grad():
+        model(torch.zeros(1, 1, patch, patch))
+    step_gflop = 3 * 2 * macs / 1e9
+    lines = [f"{config}: {cfg.model.name} depth {cfg.model.depth} width {cfg.model.width} "
+             f"blocks {cfg.model.blocks}: {macs / 1e9:.1f} GMAC per {patch}² forward, "
+             f"~{step_gflop:.0f} GFLOP per training patch (forward + backward)"]
+    for gpu, peak in GPUS.items():
+        rate = peak * 1e3 * ASSUMED_MFU / step_gflop
+        lines.append(f"  {gpu}: {peak:.0f} TFLOP/s peak x {ASSUMED_MFU:.0%} -> "
+                     f"~{rate:.0f} patches/s (computed, not measured)")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fovs", type=int, default=6)
@@ -144,8 +190,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--raw-compression", default=None, help="e.g. zlib (BigTIFF)")
     parser.add_argument("--dir", default=None, help="keep the data here (default: temp)")
+    parser.add_argument("--gpu-estimate", metavar="CONFIG", default=None,
+                        help="also print the patches/s a GPU consumes for CONFIG's model")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.gpu_estimate:
+        print("\n".join(gpu_estimate(args.gpu_estimate)))
     if args.worker:
         kind, root, store = args.worker
         print(json.dumps(worker(kind, Path(root), Path(store), args.seconds)))

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from lightmycells.data import fetch as fetch_mod
 from lightmycells.data.index import build_index, write_index
 from lightmycells.data.pack import PackError, pack
+from lightmycells.data.status import status_lines
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,7 +44,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=jobs)
     p.add_argument("--limit", type=int, default=None,
                    help="pack at most this many planes now (resume later)")
+    p.add_argument("--exclude-studies", nargs="*", default=[], metavar="N",
+                   help="study numbers kept out of the store (a held-out test set)")
     p.add_argument("--no-progress", action="store_true")
+
+    s = sub.add_parser("status", help="what is downloaded, indexed and packed (dry runs)")
+    s.add_argument("--dest", default="data/S-BIAD1047")
+    s.add_argument("--store", default=None)
+    s.add_argument("--studies", nargs="*", default=None)
     return parser
 
 
@@ -79,7 +87,8 @@ def _index(args: argparse.Namespace) -> int:
 def _pack(args: argparse.Namespace) -> int:
     try:
         summary = pack(args.root, args.out, index_path=args.index, jobs=args.jobs,
-                       progress=not args.no_progress, limit=args.limit)
+                       progress=not args.no_progress, limit=args.limit,
+                       exclude_studies=[f"Study_{int(n)}" for n in args.exclude_studies])
     except (PackError, ValueError) as exc:
         print(f"pack: {exc}", file=sys.stderr)
         return 2
@@ -94,6 +103,9 @@ def _pack(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.command == "status":
+        print("\n".join(status_lines(args.dest, args.store, args.studies)))
+        return 0
     return {"fetch": _fetch, "index": _index, "pack": _pack}[args.command](args)
 
 

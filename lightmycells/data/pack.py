@@ -148,14 +148,19 @@ class PackSummary:
 
 
 def pack(root: str | Path, out: str | Path, *, index_path: str | Path | None = None,
-         jobs: int = 1, progress: bool = False, limit: int | None = None) -> PackSummary:
+         jobs: int = 1, progress: bool = False, limit: int | None = None,
+         exclude_studies: Sequence[str] = ()) -> PackSummary:
     """Pack ``root``'s index into the store ``out`` (see the module docstring).
 
     ``limit`` packs at most that many new planes, then stops without finishing the store
     (for tests of resuming and for spreading a pack over several sessions).
+    ``exclude_studies`` (``Study_N`` names) stay out of the store: a held-out test set that
+    training, which reads only the store, never sees.
     """
     root, out = Path(root), Path(out)
     index = read_index(index_path or root / "lmc_index.json")
+    index = {**index, "fovs": [f for f in index["fovs"] if f["study"] not in
+                               set(exclude_studies)], "excluded_studies": list(exclude_studies)}
     arrays, slots = plan(index)
     if not slots:
         raise PackError(f"{root}: the index has no usable plane")
@@ -195,5 +200,7 @@ def _finish(out: Path, index: dict, slots: Sequence[Slot], done: dict) -> None:
             writer.writerow([s.rel, s.array, s.slot, *(repr(done[s.rel][k])
                                                        for k in STAT_COLUMNS)])
     with replacing(out / INDEX_NAME) as tmp:
-        Path(tmp).write_text(json.dumps({"source": index.get("root"), "fovs": index["fovs"],
-                                         "counts": index.get("counts", {})}, indent=1))
+        Path(tmp).write_text(json.dumps({
+            "source": index.get("root"), "fovs": index["fovs"],
+            "excluded_studies": index.get("excluded_studies", []),
+        }, indent=1))
