@@ -129,17 +129,24 @@ class LazyPlane:
     ndim = 2
     dtype = np.dtype(np.float32)
 
-    def __init__(self, store: Store, rel: str, shape: tuple[int, int]) -> None:
-        self.store, self.rel, self.shape = store, rel, shape
+    def __init__(self, store: Store, rel: str, shape: tuple[int, int], top: int = 0) -> None:
+        self.store, self.rel, self.shape, self.top = store, rel, shape, top
 
-    def __getitem__(self, key) -> np.ndarray:
+    def __getitem__(self, key) -> np.ndarray | LazyPlane:
+        if isinstance(key, slice) and key.step in (None, 1):  # rows: a lazy band
+            start, stop, _ = key.indices(self.shape[0])
+            return LazyPlane(self.store, self.rel, (max(stop - start, 0), self.shape[1]),
+                             self.top + start)
         if not (isinstance(key, tuple) and len(key) == 2
                 and all(isinstance(k, slice) and k.step in (None, 1) for k in key)):
             return np.asarray(self)[key]
-        return self.store.read(self.rel, *key).astype(np.float32)
+        ys, xs = key
+        y0, y1, _ = ys.indices(self.shape[0])
+        rows = slice(self.top + y0, self.top + max(y1, y0))
+        return self.store.read(self.rel, rows, xs).astype(np.float32)
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        out = self.store.read(self.rel).astype(np.float32)
+        out = self[:, :]
         return out if dtype is None else out.astype(dtype)
 
 

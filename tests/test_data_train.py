@@ -1,0 +1,89 @@
+"""Training from a packed store (data.store): same fields of view, same samples, runs end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("torch")
+
+from lightmycells.data.index import build_index, write_index  # noqa: E402
+from lightmycells.data.pack import pack  # noqa: E402
+from lightmycells.simulate.replica import make_replica  # noqa: E402
+from lightmycells.train import data  # noqa: E402
+from lightmycells.train.config import ConfigError, parse_config  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("replica")
+    make_replica(root, studies=[3, 4, 28], max_fovs=2, scale=1 / 8, quirks=(), seed=2)
+    write_index(root, build_index(root))
+    store = root.parent / (root.name + ".store")
+    pack(root, store)
+    return root, store
+
+
+def _cfg(root, store, **extra):
+    raw = {"out": "unused", "steps": 2, "data": {
+        "roots": [str(root)], "organelles": ["nucleus", "mitochondria"], "patch": 64,
+        "cache": False, "store": str(store) if store else None, **extra}}
+    return parse_config(raw)
+
+
+def test_store_gives_the_raw_fields_of_view_and_bit_identical_samples(packed):
+    root, store = packed
+    raw_fovs = data.index_fovs([root])
+    stored = data.stored_fovs(store)
+    key = lambda f: (f.study, f.image_id, f.modality, f.planes, f.z,  # noqa: E731
+                     tuple(sorted(f.targets.items())))
+    assert sorted(map(key, raw_fovs)) == sorted(map(key, stored))
+    raw_cfg, store_cfg = _cfg(root, None), _cfg(root, store)
+    organelles = list(raw_cfg.data.organelles)
+    fovs = data.with_targets(raw_fovs, organelles)
+    from_raw = data.PatchDataset(fovs, organelles, raw_cfg.data, seed=7, length=40)
+    from_store = data.PatchDataset(fovs, organelles, store_cfg.data, seed=7, length=40)
+    assert isinstance(from_store.store, data.StoredImages)
+    assert not isinstance(from_raw.store, data.StoredImages)
+    for i in range(40):
+        for a, b in zip(from_raw[i], from_store[i], strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # whole planes (validation) match the raw reader too, statistics included
+    plane = raw_fovs[0].planes[0]
+    a, b = data.image_store(raw_cfg.data).get(plane), from_store.store.get(plane)
+    np.testing.assert_array_equal(a.pixels, b.pixels)
+    assert (a.offset, a.spread, a.vmin, a.vmax) == (b.offset, b.spread, b.vmin, b.vmax)
+
+
+def test_config_refuses_store_with_resampling_or_mip(packed):
+    root, store = packed
+    with pytest.raises(ConfigError, match="data.store serves single planes"):
+        _cfg(root, store, resample_um=0.2)
+    with pytest.raises(ConfigError, match="data.store serves single planes"):
+        _cfg(root, store, zstack="mip")
+    with pytest.raises(data.DataError, match="no index.json"):
+        data.stored_fovs(root)
+
+
+def test_cli_trains_from_the_store_with_workers(packed, tmp_path):
+    from lightmycells.train.__main__ import main as train_main
+
+    root, store = packed
+    config = {
+        "out": str(tmp_path / "run"), "steps": 3, "device": "cpu", "threads": 1,
+        "checkpoint_every": 3, "progress": False,
+        "data": {"roots": [str(root)], "organelles": ["mitochondria"], "patch": 32,
+                 "batch_size": 2, "num_workers": 2, "cache": False, "store": str(store),
+                 "split": "study", "val_fraction": 0.3, "max_val_images": 1},
+        "model": {"depth": 2, "width": 4},
+        "val": {"every": 3, "tile": 32},
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert train_main(["--config", str(path)]) in (0, None)
+    assert (tmp_path / "run" / "last.pt").exists()
+    log = (tmp_path / "run" / "log.csv").read_text()
+    assert "val_score" in log and len(log.splitlines()) >= 4
