@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -13,6 +18,7 @@ from lightmycells.data import fetch as fetch_mod
 from lightmycells.data.__main__ import main
 from lightmycells.simulate.replica import make_replica
 
+REPO = Path(__file__).resolve().parents[1]
 SERVER_SECONDS = 120  # the server shuts itself down after this, whatever the test does
 
 
@@ -24,6 +30,7 @@ class _Handler(BaseHTTPRequestHandler):
     cut: set[str]
     log: list[tuple[str, str | None]]
     corrupt: set[str]
+    slow: float = 0.0  # seconds between 4 KiB blocks of a body (lets a test kill mid-file)
 
     def log_message(self, *args) -> None:  # keep pytest output clean
         pass
@@ -53,6 +60,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()
             self.close_connection = True
+            return
+        if self.slow:
+            for i in range(0, len(body), 4096):
+                self.wfile.write(body[i: i + 4096])
+                self.wfile.flush()
+                time.sleep(self.slow)
             return
         self.wfile.write(body)
 
@@ -161,3 +174,35 @@ def test_default_remotes_are_the_organisers_list_once():
     names = [r.path for r in remotes]
     assert len(names) == len(set(names)) == 439 - 31  # Study4.tsv: 439 lines, its 31 nuclei twice
     assert "Study_4/image_61_Nucleus.ome.tiff" in names
+
+
+def test_killed_fetch_resumes_to_the_same_files(server, tmp_path):
+    base, root, handler = server
+    handler.slow = 0.02
+    dest = tmp_path / "local"
+    cmd = [sys.executable, "-m", "lightmycells.data", "fetch", "--base-url", base,
+           "--manifest", f"{base}/manifest.tsv", "--dest", str(dest), "--jobs", "2",
+           "--no-progress"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO,
+                            stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    parts: list[Path] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        parts = [p for p in dest.rglob("*.part") if p.stat().st_size > 0]
+        done = [p for p in dest.glob("Study_*/*.ome.tiff")]
+        if parts and len(done) >= 3:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    assert proc.wait(30) == -signal.SIGKILL, "the fetch finished before it could be killed"
+    parts = [p for p in dest.rglob("*.part") if p.stat().st_size > 0]
+    assert parts  # cut off mid-file by the kill
+    handler.slow = 0.0
+    handler.log.clear()
+    summary = fetch_mod.fetch(base, dest, fetch_mod.read_manifest(str(root / "manifest.tsv")),
+                              jobs=2, backoff=0, progress=False)
+    assert summary.failed == {} and summary.resumed and summary.present
+    resumed = [r for p, r in handler.log if r]
+    assert resumed and all(not r.startswith("bytes=0-") for r in resumed)
+    assert not list(dest.rglob("*.part"))
+    assert _tree(dest) == _tree(root)

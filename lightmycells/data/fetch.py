@@ -187,9 +187,13 @@ class _Transfer:
                 self.expected = declared
             elif declared is not None and declared != self.expected:
                 raise FetchError(f"server says {declared} bytes, manifest {self.expected}")
-            with self.part.open("ab" if have else "wb") as handle:
-                while block := resp.read(CHUNK):
-                    handle.write(block)
+            # unbuffered, and read1: what arrived is on disk at once, so a killed run
+            # resumes from every byte it received
+            with self.part.open("ab" if have else "wb", buffering=0) as handle:
+                while block := resp.read1(CHUNK):
+                    view = memoryview(block)
+                    while view:  # a raw file may take fewer bytes than given
+                        view = view[handle.write(view):]
                     self.bytes += len(block)
                     with self.lock:
                         self.bar.update(len(block))
