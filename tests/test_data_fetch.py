@@ -206,3 +206,14 @@ def test_killed_fetch_resumes_to_the_same_files(server, tmp_path):
     assert resumed and all(not r.startswith("bytes=0-") for r in resumed)
     assert not list(dest.rglob("*.part"))
     assert _tree(dest) == _tree(root)
+
+
+def test_list_written_for_every_fetched_study(tmp_path):
+    (tmp_path / "Study_4").mkdir()
+    (tmp_path / "Study_7").mkdir()
+    path = fetch_mod.write_list(tmp_path)
+    rows = path.read_text().splitlines()
+    assert rows[0] == "study\tname"
+    assert {r.split("\t")[0] for r in rows[1:]} == {"Study_4", "Study_7"}
+    assert rows.count("Study_4\timage_61_Nucleus.ome.tiff") == 2  # the organisers' duplicate
+    assert len(rows) - 1 == 439 + 160  # Study4.tsv and Study7.tsv line counts

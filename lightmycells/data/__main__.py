@@ -67,7 +67,7 @@ def _fetch(args: argparse.Namespace) -> int:
                               retries=args.retries, timeout=args.timeout,
                               backoff=args.backoff, progress=not args.no_progress)
     if args.manifest is None:
-        fetch_mod.write_list(args.dest, args.studies)
+        fetch_mod.write_list(args.dest)
     print("\n".join(summary.lines()))
     return 1 if summary.failed else 0
 

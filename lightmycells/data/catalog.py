@@ -28,6 +28,9 @@ STUDIES_TSV = HERE / "studies.tsv"
 #: Size of the whole archive as the BioImage Archive reports it (for plans and estimates).
 ARCHIVE_BYTES = 109_290_000_000
 ARCHIVE_FILES = 56_984
+#: A tree's own copy of the list (``study<TAB>name``, duplicates kept): fetch and the replica
+#: write it, index compares the files on disk against it.
+LIST_FILE = "files.tsv"
 
 
 @dataclass

@@ -35,7 +35,6 @@ from lightmycells.data import catalog
 DEFAULT_BASE_URL = "https://ftp.ebi.ac.uk/biostudies/fire/S-BIAD/047/S-BIAD1047/Files"
 CHUNK = 1 << 20
 PART = ".part"
-LIST_FILE = "files.tsv"
 
 
 class FetchError(RuntimeError):
@@ -266,12 +265,15 @@ def fetch(
     return summary
 
 
-def write_list(dest: str | Path, studies: Sequence[int | str] | None) -> Path:
-    """Write ``DEST/files.tsv``, the organisers' list of the fetched studies.
+def write_list(dest: str | Path) -> Path:
+    """Write ``DEST/files.tsv``: the organisers' list of every study folder under ``DEST``.
 
-    Duplicates are kept; ``index`` compares the download against it.
+    Duplicates are kept; ``index`` compares the download against it. Studies fetched by
+    earlier runs stay listed.
     """
-    path = Path(dest) / LIST_FILE
-    rows = [f"{s.name}\t{n}\n" for s in catalog.select(studies) for n in s.rows]
+    dest = Path(dest)
+    present = [s for s in catalog.studies().values() if (dest / s.name).is_dir()]
+    path = dest / catalog.LIST_FILE
+    rows = [f"{s.name}\t{n}\n" for s in present for n in s.rows]
     path.write_text("study\tname\n" + "".join(rows))
     return path

@@ -32,7 +32,6 @@ from lightmycells.vocab import Modality, Organelle
 
 INDEX_FILE = "lmc_index.json"
 INDEX_VERSION = 1
-LIST_FILE = "files.tsv"
 
 
 class Issue(StrEnum):
@@ -64,7 +63,7 @@ class Action(StrEnum):
 ISSUES: dict[Issue, tuple[Action, str]] = {
     Issue.DUPLICATE_ENTRY: (Action.KEPT_ONCE, "listed more than once"),
     Issue.LISTED_NOT_FOUND: (Action.ABSENT, "listed but not on disk"),
-    Issue.NOT_LISTED: (Action.KEPT, "on disk but not in files.tsv"),
+    Issue.NOT_LISTED: (Action.KEPT, f"on disk but not in {catalog.LIST_FILE}"),
     Issue.UNKNOWN_NAME: (Action.SKIPPED, "name is neither image_<ID>_<BF|PC|DIC>_z<k> nor "
                                          "image_<ID>_<Organelle>"),
     Issue.NOT_A_TIFF: (Action.SKIPPED, "not a readable TIFF"),
@@ -191,7 +190,7 @@ class IndexResult:
 
 
 def _listed(root: Path) -> list[tuple[str, str]] | None:
-    path = root / LIST_FILE
+    path = root / catalog.LIST_FILE
     if not path.exists():
         return None
     with path.open(newline="") as handle:

@@ -251,7 +251,7 @@ def make_replica(
                 replica.quirks.append((Quirk.DUPLICATE_ENTRIES, "/".join(row)))
             seen.add(row)
     replica.quirks += sorted((q, f) for f, q in placed.items())
-    _write_tsv(root / "files.tsv", ("study", "name"), rows)
+    _write_tsv(root / catalog.LIST_FILE, ("study", "name"), rows)
     _write_tsv(root / "quirks.tsv", ("quirk", "file"), [(str(q), f) for q, f in replica.quirks])
     return replica
 
