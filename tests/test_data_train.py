@@ -87,3 +87,28 @@ def test_cli_trains_from_the_store_with_workers(packed, tmp_path):
     assert (tmp_path / "run" / "last.pt").exists()
     log = (tmp_path / "run" / "log.csv").read_text()
     assert "val_score" in log and len(log.splitlines()) >= 4
+
+
+def test_raw_training_reads_the_index_and_skips_quirky_files(tmp_path):
+    root = tmp_path / "quirky"
+    replica = make_replica(root, studies=[25, 28], max_fovs=2, scale=1 / 8, seed=4)
+    scanned = data.index_fovs([root])  # no index yet: every file, quirks included
+    write_index(root, build_index(root))
+    indexed = data.index_fovs([root])
+    skipped = {line.split("\t")[1] for line in (root / "quirks.tsv").read_text().splitlines()[1:]
+               if line.split("\t")[0] in ("metadata-only-bigtiff", "invalid-tiff-target",
+                                          "constant-images")}
+    used = {p.relative_to(root).as_posix() for f in indexed
+            for p in [*f.planes, *f.targets.values()]}
+    every = {p.relative_to(root).as_posix() for f in scanned
+             for p in [*f.planes, *f.targets.values()]}
+    assert skipped and skipped <= every and not skipped & used
+    assert used == every - skipped
+    assert len(replica.files) == len(every)
+    cfg = _cfg(root, None)
+    organelles = list(cfg.data.organelles)
+    dataset = data.PatchDataset(data.with_targets(indexed, organelles), organelles, cfg.data,
+                                seed=0, length=30)
+    for i in range(30):  # every sample reads; a quirky file would raise DataError
+        x, y, mask = dataset[i]
+        assert np.isfinite(x.numpy()).all() and mask.sum() >= 1

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -26,6 +25,7 @@ import tifffile
 from tqdm import tqdm
 
 from lightmycells.data import catalog
+from lightmycells.io import ome
 from lightmycells.io.atomic import replacing
 from lightmycells.io.layout import INPUT_NAME, TARGET_NAME
 from lightmycells.vocab import Modality, Organelle
@@ -109,7 +109,13 @@ class FileFacts:
     pixel_size_um: float | None = None
 
 
-_PHYSICAL_X = re.compile(r'PhysicalSizeX="([0-9.eE+-]+)"')
+def _pixel_size_x(rel: str, xml: str) -> float | None:
+    """The x pixel size (µm) the OME-XML states, with the project's unit rules; else None."""
+    try:
+        meta = ome.parse_meta(rel.rsplit("/", 1)[-1], xml or None)
+    except ome.ImageError:
+        return None
+    return meta.pixel_size_um[1] if meta.pixel_size_um else None
 
 
 def inspect(root: str, rel: str) -> FileFacts:
@@ -124,13 +130,13 @@ def inspect(root: str, rel: str) -> FileFacts:
             facts.compression = page.compression.name
             xml = tif.ome_metadata or ""
             facts.position_z = "PositionZ=" in xml if xml else False
-            if m := _PHYSICAL_X.search(xml):
-                facts.pixel_size_um = float(m.group(1))
+            facts.pixel_size_um = _pixel_size_x(rel, xml)
             needed = int(np.prod(page.shape)) * page.dtype.itemsize
             try:
                 pixels = tif.series[0].asarray()
             except Exception as exc:  # tifffile raises many types for missing data
-                if max(page.dataoffsets, default=0) >= facts.size:
+                short = page.compression.name == "NONE" and facts.size < needed
+                if short or max(page.dataoffsets, default=facts.size) >= facts.size:
                     facts.metadata_only = True
                     facts.error = (f"{facts.size} bytes, the {page.shape} {page.dtype} "
                                    f"image needs {needed}")

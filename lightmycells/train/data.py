@@ -28,6 +28,7 @@ import torch
 from scipy import ndimage
 from torch.utils.data import Dataset
 
+from lightmycells.data.index import INDEX_FILE, read_index
 from lightmycells.engine import normalize, resample, zstack
 from lightmycells.io import ome
 from lightmycells.io.layout import BEST_Z_FILE, INPUT_NAME, TARGET_NAME
@@ -127,11 +128,25 @@ def index_fovs(
 ) -> list[FieldOfView]:
     """Index every field of view under ``roots`` (optionally only some modalities).
 
+    A single root holding ``lmc_index.json`` (``python -m lightmycells.data index``) gives
+    the fields of view that index kept: the quirky files (unreadable, metadata-only,
+    constant) are left out.
+
     Raises
     ------
     DataError
         When a root is missing, holds no ``Study_*`` folder, or no input plane at all.
     """
+    if len(roots) == 1 and (Path(roots[0]) / INDEX_FILE).exists():
+        # indexed by `python -m lightmycells.data index`: its usable files, quirks left out
+        path = Path(roots[0]) / INDEX_FILE
+        try:
+            entries = read_index(path)["fovs"]
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+        if fovs := _indexed_fovs(entries, Path(roots[0]), modalities):
+            return fovs
+        raise DataError(f"{path}: no usable field of view")
     wanted = set(modalities) if modalities is not None else set(Modality)
     fovs: list[FieldOfView] = []
     root_best = {Path(r): _read_best_z(Path(r) / BEST_Z_FILE) for r in roots}
@@ -373,9 +388,18 @@ def stored_fovs(path: str | Path, modalities: Iterable[Modality] | None = None,
         store = Store(path)
     except (StoreError, OSError) as exc:
         raise DataError(str(exc)) from None
-    root, wanted = Path(store.index["source"]), set(modalities or Modality)
+    fovs = _indexed_fovs(store.fovs, Path(store.index["source"]), modalities)
+    if not fovs:
+        raise DataError(f"{path}: no field of view in the store")
+    return fovs
+
+
+def _indexed_fovs(entries: Iterable[dict], root: Path,
+                  modalities: Iterable[Modality] | None) -> list[FieldOfView]:
+    """Fields of view from ``python -m lightmycells.data index`` entries (quirks left out)."""
+    wanted = set(modalities or Modality)
     fovs = []
-    for f in store.fovs:
+    for f in entries:
         if Modality(f["modality"]) not in wanted:
             continue
         size = f.get("pixel_size_um")
@@ -385,8 +409,6 @@ def stored_fovs(path: str | Path, modalities: Iterable[Modality] | None = None,
             targets={Organelle(o): root / p for o, p in f["targets"].items()},
             pixel_size_um=(size, size) if size else None,
         ))
-    if not fovs:
-        raise DataError(f"{path}: no field of view in the store")
     return fovs
 
 
