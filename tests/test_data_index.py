@@ -119,3 +119,15 @@ def test_exit_nonzero_only_when_nothing_usable(tmp_path, capsys):
     result = build_index(tmp_path)
     assert any(f.issue is Issue.UNKNOWN_NAME and f.file == "Study_28/notes.txt"
                for f in result.findings)
+
+
+def test_replica_command_line(tmp_path, capsys):
+    from lightmycells.simulate.replica import main as replica_main
+
+    assert replica_main([str(tmp_path), "--studies", "4", "--max-fovs", "1", "--quirks",
+                         "duplicate-entries", "constant-images"]) == 0
+    assert "injected quirks" in capsys.readouterr().out
+    quirks = {q for q, _ in _quirks(tmp_path)}
+    assert quirks == {Quirk.DUPLICATE_ENTRIES, Quirk.CONSTANT_IMAGES}
+    listed = (tmp_path / "files.tsv").read_text().splitlines()[1:]
+    assert len(listed) == len(set(listed)) + 1  # the one nucleus listed twice

@@ -305,3 +305,28 @@ def _write_one(path: Path, pixels: np.ndarray, channel: str, pixel_um: float, z_
     else:
         _write_tiff(path, pixels, channel=channel, pixel_um=pixel_um,
                     z_um=None if quirk is Quirk.MISSING_POSITION_Z else z_um)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m lightmycells.simulate.replica OUT [--studies N ...] [--max-fovs K] ...``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m lightmycells.simulate.replica",
+                                     description=make_replica.__doc__.split("\n")[0])
+    parser.add_argument("out")
+    parser.add_argument("--studies", nargs="*", default=None, help="default: all 30")
+    parser.add_argument("--max-fovs", type=int, default=2)
+    parser.add_argument("--scale", type=float, default=1 / 16)
+    parser.add_argument("--quirks", nargs="*", default=[str(q) for q in Quirk],
+                        choices=[str(q) for q in Quirk], help="default: all")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    replica = make_replica(args.out, studies=args.studies, max_fovs=args.max_fovs,
+                           scale=args.scale, quirks=args.quirks, seed=args.seed)
+    print(f"replica: {len(replica.files)} files, {len(replica.quirks)} injected quirks "
+          f"(quirks.tsv) under {replica.root}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
