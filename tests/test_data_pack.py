@@ -132,3 +132,24 @@ def test_fast_chunk_reader_agrees_with_zarr_and_falls_back(indexed, tmp_path):
     store.refs[rel] = type(ref)(rel, "sharded", ref.slot, ref.stats)
     assert store._chunks("sharded") is None
     np.testing.assert_array_equal(store.read(rel), tifffile.imread(indexed / rel))
+
+
+def test_a_file_broken_after_indexing_fails_alone(indexed, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(indexed, root)
+    victim = sorted(root.glob("Study_7/*_z0.ome.tiff"))[0]
+    victim.write_bytes(b"gone")
+    out = tmp_path / "store"
+    args = ["pack", str(root), "--out", str(out), "--jobs", "2", "--no-progress"]
+    assert main(args) == 1
+    text = capsys.readouterr()
+    assert f"FAILED {victim}" in text.out and "1 failed" in text.out
+    assert "not complete" in text.err and not (out / "index.json").exists()
+    done = (out / DONE_NAME).read_text().count("\n")
+    shutil.copy(indexed / victim.relative_to(root), victim)  # repaired: the rerun finishes
+    assert main(args) == 0
+    assert f"1 packed now, {done} already packed" in capsys.readouterr().out
+    np.testing.assert_array_equal(Store(out).read(victim.relative_to(root).as_posix()),
+                                  tifffile.imread(victim))

@@ -93,6 +93,12 @@ def _pack(args: argparse.Namespace) -> int:
         print(f"pack: {exc}", file=sys.stderr)
         return 2
     print(summary.line())
+    for problem in summary.failed.values():
+        print(f"pack: FAILED {problem}")
+    if summary.failed:
+        print(f"pack: {args.out} is not complete: fix or re-index those files, then rerun "
+              f"(the packed planes are kept)", file=sys.stderr)
+        return 1
     if summary.skipped + summary.packed < summary.planes:
         print(f"pack: stopped early (--limit); rerun to finish {args.out}")
     else:

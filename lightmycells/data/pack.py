@@ -16,7 +16,7 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from lightmycells.data.index import read_index
 from lightmycells.data.store import INDEX_NAME, PERCENTILES, PLANES_NAME, STAT_COLUMNS
 from lightmycells.engine.normalize import percentiles
 from lightmycells.io.atomic import replacing
+from lightmycells.io.ome import ImageError
 from lightmycells.io.planes import read_plane
 
 CHUNK = 256
@@ -105,12 +106,20 @@ def plane_stats(pixels: np.ndarray) -> dict[str, float]:
     return stats
 
 
-def _pack_one(root: str, out: str, slot: Slot) -> tuple[Slot, dict[str, float]]:
-    """Decode one source file, write its chunks, return its statistics (worker process)."""
+def _pack_one(root: str, out: str, slot: Slot) -> tuple[Slot, dict[str, float] | str]:
+    """Decode one source file, write its chunks, return its statistics (worker process).
+
+    Returns the one-line problem instead when the file cannot be read as the index said.
+    """
     import zarr
 
-    pixels = read_plane(Path(root) / slot.rel).pixels  # float32 of the stored integers
+    try:
+        pixels = read_plane(Path(root) / slot.rel).pixels  # float32 of the stored integers
+    except ImageError as exc:
+        return slot, str(exc)
     array = zarr.open_array(Path(out) / slot.array, mode="r+")
+    if pixels.shape != array.shape[1:]:
+        return slot, f"{slot.rel}: shape {pixels.shape}, the index said {array.shape[1:]}"
     array[slot.slot] = pixels.astype(array.dtype)
     return slot, plane_stats(pixels)
 
@@ -140,11 +149,12 @@ class PackSummary:
     packed: int
     skipped: int
     arrays: int
+    failed: dict[str, str] = field(default_factory=dict)
 
     def line(self) -> str:
         """One-line summary."""
         return (f"pack: {self.planes} planes in {self.arrays} arrays; {self.packed} packed now, "
-                f"{self.skipped} already packed")
+                f"{self.skipped} already packed, {len(self.failed)} failed")
 
 
 def pack(root: str | Path, out: str | Path, *, index_path: str | Path | None = None,
@@ -171,12 +181,16 @@ def pack(root: str | Path, out: str | Path, *, index_path: str | Path | None = N
     with (out / DONE_NAME).open("a") as log, tqdm(total=len(slots), initial=already,
                                                   desc="pack", unit="plane",
                                                   disable=not progress) as bar:
+        failed: dict[str, str] = {}
         for slot, stats in _run(str(root), str(out), todo, jobs):
+            if isinstance(stats, str):  # reported, the others go on; the store stays open
+                failed[slot.rel] = stats
+                continue
             log.write(json.dumps({"rel": slot.rel, "stats": stats}) + "\n")
             log.flush()
             done[slot.rel] = stats
             bar.update()
-    summary = PackSummary(len(slots), len(todo), already, len(arrays))
+    summary = PackSummary(len(slots), len(todo) - len(failed), already, len(arrays), failed)
     if all(s.rel in done for s in slots):
         _finish(out, index, slots, done)
     return summary
