@@ -121,7 +121,10 @@ def _pixel_size_x(rel: str, xml: str) -> float | None:
 def inspect(root: str, rel: str) -> FileFacts:
     """Open and decode one file (a top-level function, so a process pool can run it)."""
     path = Path(root) / rel
-    facts = FileFacts(rel, path.stat().st_size)
+    try:
+        facts = FileFacts(rel, path.stat().st_size)
+    except OSError as exc:  # vanished or unreadable since the listing
+        return FileFacts(rel, 0, error=f"cannot read ({exc.strerror or exc})")
     try:
         with tifffile.TiffFile(path) as tif:
             page = tif.pages.first
