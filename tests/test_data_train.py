@@ -34,14 +34,17 @@ def _cfg(root, store, **extra):
     return parse_config(raw)
 
 
-def test_store_gives_the_raw_fields_of_view_and_bit_identical_samples(packed):
+@pytest.mark.parametrize("split", ["fov", "region"])
+def test_store_gives_the_raw_fields_of_view_and_bit_identical_samples(packed, split):
     root, store = packed
     raw_fovs = data.index_fovs([root])
     stored = data.stored_fovs(store)
     key = lambda f: (f.study, f.image_id, f.modality, f.planes, f.z,  # noqa: E731
                      tuple(sorted(f.targets.items())))
     assert sorted(map(key, raw_fovs)) == sorted(map(key, stored))
-    raw_cfg, store_cfg = _cfg(root, None), _cfg(root, store)
+    # region: patches from the rows above a held-out band (targets sliced by rows, lazily)
+    raw_cfg = _cfg(root, None, split=split, val_fraction=0.5)
+    store_cfg = _cfg(root, store, split=split, val_fraction=0.5)
     organelles = list(raw_cfg.data.organelles)
     fovs = data.with_targets(raw_fovs, organelles)
     from_raw = data.PatchDataset(fovs, organelles, raw_cfg.data, seed=7, length=40)
@@ -112,3 +115,15 @@ def test_raw_training_reads_the_index_and_skips_quirky_files(tmp_path):
     for i in range(30):  # every sample reads; a quirky file would raise DataError
         x, y, mask = dataset[i]
         assert np.isfinite(x.numpy()).all() and mask.sum() >= 1
+
+
+def test_store_reader_falls_back_to_files_it_does_not_hold(packed, tmp_path):
+    root, store = packed
+    reader = data.image_store(_cfg(root, store).data)
+    outside = tmp_path / "image_1_BF_z0.ome.tiff"
+    inside = data.index_fovs([root])[0].planes[0]
+    outside.write_bytes(inside.read_bytes())
+    a, b = reader.patch_plane(outside), reader.patch_plane(inside)
+    assert isinstance(a.pixels, np.ndarray) and not isinstance(b.pixels, np.ndarray)
+    np.testing.assert_array_equal(a.pixels, np.asarray(b.pixels))
+    assert (a.offset, a.spread) == (b.offset, b.spread)
