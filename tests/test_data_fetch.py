@@ -31,6 +31,7 @@ class _Handler(BaseHTTPRequestHandler):
     log: list[tuple[str, str | None]]
     corrupt: set[str]
     slow: float = 0.0  # seconds between 4 KiB blocks of a body (lets a test kill mid-file)
+    ranges: bool = True  # False: a server that ignores Range and always sends 200
 
     def log_message(self, *args) -> None:  # keep pytest output clean
         pass
@@ -46,7 +47,7 @@ class _Handler(BaseHTTPRequestHandler):
         if rel in self.corrupt:
             data = bytes(reversed(data))
         start = 0
-        if rng := self.headers.get("Range"):
+        if (rng := self.headers.get("Range")) and self.ranges:
             start = int(rng.removeprefix("bytes=").split("-")[0])
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
@@ -217,3 +218,15 @@ def test_list_written_for_every_fetched_study(tmp_path):
     assert {r.split("\t")[0] for r in rows[1:]} == {"Study_4", "Study_7"}
     assert rows.count("Study_4\timage_61_Nucleus.ome.tiff") == 2  # the organisers' duplicate
     assert len(rows) - 1 == 439 + 160  # Study4.tsv and Study7.tsv line counts
+
+
+def test_server_without_ranges_restarts_the_file(server, tmp_path):
+    base, root, handler = server
+    rel = sorted(p.relative_to(root).as_posix() for p in root.glob("Study_28/*"))[0]
+    handler.cut, handler.ranges = {rel}, False
+    remotes = [r for r in fetch_mod.read_manifest(str(root / "manifest.tsv")) if r.path == rel]
+    summary = fetch_mod.fetch(base, tmp_path / "d", remotes, backoff=0, progress=False)
+    assert summary.failed == {}
+    ranges = [r for _, r in handler.log]
+    assert len(ranges) == 2 and ranges[1].startswith("bytes=")  # asked to resume, got 200 ...
+    assert (tmp_path / "d" / rel).read_bytes() == (root / rel).read_bytes()  # ... got it all

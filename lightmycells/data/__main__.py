@@ -1,4 +1,4 @@
-"""``python -m lightmycells.data fetch|index|pack``: the real data from archive to store."""
+"""``python -m lightmycells.data fetch|index|pack|status``: the real data, archive to store."""
 
 from __future__ import annotations
 
