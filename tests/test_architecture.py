@@ -23,8 +23,9 @@ ALLOWED: dict[str, set[str]] = {
     "engine": {"io", "vocab", "cpus"},
     "run": {"engine", "io", "vocab", "cpus"},
     "eval": {"engine", "io", "vocab", "cpus"},
-    "simulate": {"io", "vocab"},
-    "train": {"engine", "eval", "io", "simulate", "vocab", "cpus"},
+    "data": {"engine", "io", "vocab"},
+    "simulate": {"data", "io", "vocab"},
+    "train": {"data", "engine", "eval", "io", "simulate", "vocab", "cpus"},
     "__init__": set(),
     # the command names DESIGN.md promises: python -m lightmycells.evaluate / .export
     "evaluate": {"eval"},

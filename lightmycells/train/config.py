@@ -111,18 +111,27 @@ class DataConfig(_Strict):
     The export writes it as the manifest's ``pixel_size_um_range``."""
     zstack: ZStack = ZStack.PLANE
     """Focus-stack reduction before sampling (see :class:`ZStack`)."""
+    store: Path | None = None
+    """A store written by ``python -m lightmycells.data pack``: the fields of view come from
+    its index (quirky files already left out) and patches are read from its chunks with
+    precomputed statistics; ``roots`` is then not scanned. Null reads the TIFFs under
+    ``roots``."""
 
     @model_validator(mode="after")
     def _some_data(self) -> DataConfig:
-        if not self.roots and self.pairs is None:
-            raise ValueError("data: give roots (Light My Cells-layout folders) or pairs "
-                             "(a CSV of pairs), or both")
+        if not self.roots and self.pairs is None and self.store is None:
+            raise ValueError("data: give roots (Light My Cells-layout folders), pairs "
+                             "(a CSV of pairs) or a store (python -m lightmycells.data pack)")
         return self
 
     @model_validator(mode="after")
     def _patch_is_even(self) -> DataConfig:
         if self.patch % 16:
             raise ValueError(f"data.patch must be a multiple of 16 (got {self.patch})")
+        if self.store is not None and (self.resample_um is not None
+                                       or self.zstack == ZStack.MIP):
+            raise ValueError("data.store serves single planes at their own pixel size: "
+                             "expected data.resample_um null and data.zstack plane or best")
         return self
 
     @model_validator(mode="after")

@@ -28,6 +28,7 @@ import torch
 from scipy import ndimage
 from torch.utils.data import Dataset
 
+from lightmycells.data.index import INDEX_FILE, read_index
 from lightmycells.engine import normalize, resample, zstack
 from lightmycells.io import ome
 from lightmycells.io.layout import BEST_Z_FILE, INPUT_NAME, TARGET_NAME
@@ -127,11 +128,25 @@ def index_fovs(
 ) -> list[FieldOfView]:
     """Index every field of view under ``roots`` (optionally only some modalities).
 
+    A single root holding ``lmc_index.json`` (``python -m lightmycells.data index``) gives
+    the fields of view that index kept: the quirky files (unreadable, metadata-only,
+    constant) are left out.
+
     Raises
     ------
     DataError
         When a root is missing, holds no ``Study_*`` folder, or no input plane at all.
     """
+    if len(roots) == 1 and (Path(roots[0]) / INDEX_FILE).exists():
+        # indexed by `python -m lightmycells.data index`: its usable files, quirks left out
+        path = Path(roots[0]) / INDEX_FILE
+        try:
+            entries = read_index(path)["fovs"]
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+        if fovs := _indexed_fovs(entries, Path(roots[0]), modalities):
+            return fovs
+        raise DataError(f"{path}: no usable field of view")
     wanted = set(modalities) if modalities is not None else set(Modality)
     fovs: list[FieldOfView] = []
     root_best = {Path(r): _read_best_z(Path(r) / BEST_Z_FILE) for r in roots}
@@ -307,6 +322,11 @@ class ImageStore:
             self._planes[key] = plane
         return plane
 
+    def patch_plane(self, source: Source,
+                    pixel_size: tuple[float, float] | None = None) -> Plane:
+        """The plane training patches are cut from (here the decoded plane itself)."""
+        return self.get(source, pixel_size)
+
     def _resampled(self, raw: np.ndarray, pixel_size: tuple[float, float] | None,
                    path: Path) -> np.ndarray:
         if self.resample_um is None:
@@ -317,6 +337,86 @@ class ImageStore:
         if not resample.needs_resampling(pixel_size, self.resample_um):
             return raw
         return resample.to_pixel_size(raw, pixel_size, self.resample_um)
+
+
+class StoredImages(ImageStore):
+    """Planes from a packed store (``data.store``): statistics read, not computed.
+
+    :meth:`get` decodes a whole plane (validation); :meth:`patch_plane` returns a lazy view
+    whose crops decode only the chunks they touch (training patches).
+    """
+
+    def __init__(self, path: str | Path, low: float, high: float) -> None:
+        from lightmycells.data.store import Store, StoreError
+
+        super().__init__(low, high, cache=False)
+        try:
+            self.data = Store(path)
+        except (StoreError, OSError) as exc:
+            raise DataError(str(exc)) from None
+        self.root = Path(self.data.index["source"])
+
+    def _plane(self, source: Source, lazy: bool) -> Plane | None:
+        if isinstance(source, tuple):
+            raise DataError("data.store serves single planes (data.zstack plane or best)")
+        path = Path(source)
+        rel = path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else ""
+        if rel not in self.data.refs:
+            return None  # not packed (e.g. a data.pairs image): read the file itself
+        ref = self.data.ref(rel)
+        low = ref.percentile(self.normalizer.low)
+        spread = ref.percentile(self.normalizer.high) - low
+        pixels = self.data.plane(rel) if lazy else self.data.read(rel).astype(np.float32)
+        return Plane(pixels, low, spread, ref.stats["min"], ref.stats["max"])  # type: ignore
+
+    def get(self, source: Source, pixel_size: tuple[float, float] | None = None) -> Plane:
+        """The whole plane of ``source`` (an absolute path under the store's source root)."""
+        return self._plane(source, lazy=False) or super().get(source, pixel_size)
+
+    def patch_plane(self, source: Source,
+                    pixel_size: tuple[float, float] | None = None) -> Plane:
+        """The plane as a lazy array: crops read only their chunks."""
+        return self._plane(source, lazy=True) or super().get(source, pixel_size)
+
+
+def stored_fovs(path: str | Path, modalities: Iterable[Modality] | None = None,
+                ) -> list[FieldOfView]:
+    """The fields of view of a packed store's index (paths under its source root)."""
+    from lightmycells.data.store import Store, StoreError
+
+    try:
+        store = Store(path)
+    except (StoreError, OSError) as exc:
+        raise DataError(str(exc)) from None
+    fovs = _indexed_fovs(store.fovs, Path(store.index["source"]), modalities)
+    if not fovs:
+        raise DataError(f"{path}: no field of view in the store")
+    return fovs
+
+
+def _indexed_fovs(entries: Iterable[dict], root: Path,
+                  modalities: Iterable[Modality] | None) -> list[FieldOfView]:
+    """Fields of view from ``python -m lightmycells.data index`` entries (quirks left out)."""
+    wanted = set(modalities or Modality)
+    fovs = []
+    for f in entries:
+        if Modality(f["modality"]) not in wanted:
+            continue
+        size = f.get("pixel_size_um")
+        fovs.append(FieldOfView(
+            study=f["study"], image_id=f["image_id"], modality=Modality(f["modality"]),
+            planes=tuple(root / p for p in f["planes"]), z=tuple(f["z"]),
+            targets={Organelle(o): root / p for o, p in f["targets"].items()},
+            pixel_size_um=(size, size) if size else None,
+        ))
+    return fovs
+
+
+def image_store(cfg: DataConfig) -> ImageStore:
+    """The plane reader ``cfg`` asks for: the packed store, or the TIFFs themselves."""
+    if cfg.store is not None:
+        return StoredImages(cfg.store, cfg.norm_low, cfg.norm_high)
+    return ImageStore(cfg.norm_low, cfg.norm_high, cfg.cache, cfg.resample_um)
 
 
 def _read_plane(path: Path) -> np.ndarray:
@@ -417,8 +517,7 @@ class PatchDataset(Dataset):
         self.length = length
         self.weights = sampling_weights(self.fovs, self.organelles)
         self.cumulative = np.cumsum(self.weights)
-        self.store = store or ImageStore(cfg.norm_low, cfg.norm_high, cfg.cache,
-                                         cfg.resample_um)
+        self.store = store or image_store(cfg)
 
     def __len__(self) -> int:
         return self.length
@@ -427,7 +526,8 @@ class PatchDataset(Dataset):
         rng = np.random.default_rng((self.seed, index))
         pick = int(np.searchsorted(self.cumulative, rng.random()))
         fov = self.fovs[min(pick, len(self.fovs) - 1)]
-        plane = self.store.get(input_source(fov, self.cfg.zstack, rng), fov.pixel_size_um)
+        plane = self.store.patch_plane(input_source(fov, self.cfg.zstack, rng),
+                                       fov.pixel_size_um)
         size, rows = self.cfg.patch, training_rows(self.cfg, plane.pixels.shape[0])
         top = int(rng.integers(max(rows - size, 0) + 1))
         left = int(rng.integers(max(plane.pixels.shape[1] - size, 0) + 1))
@@ -441,7 +541,7 @@ class PatchDataset(Dataset):
         targets, mask = [], []
         for organelle in self.organelles:
             if organelle in fov.targets:
-                target = self.store.get(fov.targets[organelle], fov.pixel_size_um)
+                target = self.store.patch_plane(fov.targets[organelle], fov.pixel_size_um)
                 targets.append(target.normalized(_crop(target.pixels[:rows], top, left, size)))
                 mask.append(1.0)
             else:

@@ -261,7 +261,9 @@ def _select_fovs(
     cfg: TrainConfig,
 ) -> tuple[list[data.FieldOfView], list[data.FieldOfView]]:
     """(training, validation) fields of view: indexed, range-filtered, split, with targets."""
-    fovs = data.index_fovs(cfg.data.roots, cfg.data.modalities) if cfg.data.roots else []
+    fovs = (data.stored_fovs(cfg.data.store, cfg.data.modalities) if cfg.data.store
+            else data.index_fovs(cfg.data.roots, cfg.data.modalities) if cfg.data.roots
+            else [])
     if cfg.data.pairs is not None:
         fovs += [f for f in read_pairs(cfg.data.pairs).fovs if f.modality in cfg.data.modalities]
     if cfg.data.pixel_size_range_um is not None:
@@ -290,8 +292,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.organelles = list(cfg.data.organelles)
         self.train_fovs, self.val_fovs = _select_fovs(cfg)
-        self.store = data.ImageStore(cfg.data.norm_low, cfg.data.norm_high, cfg.data.cache,
-                                     cfg.data.resample_um)
+        self.store = data.image_store(cfg.data)
         self.model = build_model(cfg.model, len(self.organelles))
         if cfg.init_from is not None:
             load_initial(self.model, cfg.init_from, prefix=cfg.init_prefix)

@@ -1,0 +1,129 @@
+"""Training from a packed store (data.store): same fields of view, same samples, runs end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("torch")
+
+from lightmycells.data.index import build_index, write_index  # noqa: E402
+from lightmycells.data.pack import pack  # noqa: E402
+from lightmycells.simulate.replica import make_replica  # noqa: E402
+from lightmycells.train import data  # noqa: E402
+from lightmycells.train.config import ConfigError, parse_config  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("replica")
+    make_replica(root, studies=[3, 4, 28], max_fovs=2, scale=1 / 8, quirks=(), seed=2)
+    write_index(root, build_index(root))
+    store = root.parent / (root.name + ".store")
+    pack(root, store)
+    return root, store
+
+
+def _cfg(root, store, **extra):
+    raw = {"out": "unused", "steps": 2, "data": {
+        "roots": [str(root)], "organelles": ["nucleus", "mitochondria"], "patch": 64,
+        "cache": False, "store": str(store) if store else None, **extra}}
+    return parse_config(raw)
+
+
+@pytest.mark.parametrize("split", ["fov", "region"])
+def test_store_gives_the_raw_fields_of_view_and_bit_identical_samples(packed, split):
+    root, store = packed
+    raw_fovs = data.index_fovs([root])
+    stored = data.stored_fovs(store)
+    key = lambda f: (f.study, f.image_id, f.modality, f.planes, f.z,  # noqa: E731
+                     tuple(sorted(f.targets.items())))
+    assert sorted(map(key, raw_fovs)) == sorted(map(key, stored))
+    # region: patches from the rows above a held-out band (targets sliced by rows, lazily)
+    raw_cfg = _cfg(root, None, split=split, val_fraction=0.5)
+    store_cfg = _cfg(root, store, split=split, val_fraction=0.5)
+    organelles = list(raw_cfg.data.organelles)
+    fovs = data.with_targets(raw_fovs, organelles)
+    from_raw = data.PatchDataset(fovs, organelles, raw_cfg.data, seed=7, length=40)
+    from_store = data.PatchDataset(fovs, organelles, store_cfg.data, seed=7, length=40)
+    assert isinstance(from_store.store, data.StoredImages)
+    assert not isinstance(from_raw.store, data.StoredImages)
+    for i in range(40):
+        for a, b in zip(from_raw[i], from_store[i], strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # whole planes (validation) match the raw reader too, statistics included
+    plane = raw_fovs[0].planes[0]
+    a, b = data.image_store(raw_cfg.data).get(plane), from_store.store.get(plane)
+    np.testing.assert_array_equal(a.pixels, b.pixels)
+    assert (a.offset, a.spread, a.vmin, a.vmax) == (b.offset, b.spread, b.vmin, b.vmax)
+
+
+def test_config_refuses_store_with_resampling_or_mip(packed):
+    root, store = packed
+    with pytest.raises(ConfigError, match="data.store serves single planes"):
+        _cfg(root, store, resample_um=0.2)
+    with pytest.raises(ConfigError, match="data.store serves single planes"):
+        _cfg(root, store, zstack="mip")
+    with pytest.raises(data.DataError, match="no index.json"):
+        data.stored_fovs(root)
+
+
+def test_cli_trains_from_the_store_with_workers(packed, tmp_path):
+    from lightmycells.train.__main__ import main as train_main
+
+    root, store = packed
+    config = {
+        "out": str(tmp_path / "run"), "steps": 3, "device": "cpu", "threads": 1,
+        "checkpoint_every": 3, "progress": False,
+        "data": {"roots": [str(root)], "organelles": ["mitochondria"], "patch": 32,
+                 "batch_size": 2, "num_workers": 2, "cache": False, "store": str(store),
+                 "split": "study", "val_fraction": 0.3, "max_val_images": 1},
+        "model": {"depth": 2, "width": 4},
+        "val": {"every": 3, "tile": 32},
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert train_main(["--config", str(path)]) in (0, None)
+    assert (tmp_path / "run" / "last.pt").exists()
+    log = (tmp_path / "run" / "log.csv").read_text()
+    assert "val_score" in log and len(log.splitlines()) >= 4
+
+
+def test_raw_training_reads_the_index_and_skips_quirky_files(tmp_path):
+    root = tmp_path / "quirky"
+    replica = make_replica(root, studies=[25, 28], max_fovs=2, scale=1 / 8, seed=4)
+    scanned = data.index_fovs([root])  # no index yet: every file, quirks included
+    write_index(root, build_index(root))
+    indexed = data.index_fovs([root])
+    skipped = {line.split("\t")[1] for line in (root / "quirks.tsv").read_text().splitlines()[1:]
+               if line.split("\t")[0] in ("metadata-only-bigtiff", "invalid-tiff-target",
+                                          "constant-images")}
+    used = {p.relative_to(root).as_posix() for f in indexed
+            for p in [*f.planes, *f.targets.values()]}
+    every = {p.relative_to(root).as_posix() for f in scanned
+             for p in [*f.planes, *f.targets.values()]}
+    assert skipped and skipped <= every and not skipped & used
+    assert used == every - skipped
+    assert len(replica.files) == len(every)
+    cfg = _cfg(root, None)
+    organelles = list(cfg.data.organelles)
+    dataset = data.PatchDataset(data.with_targets(indexed, organelles), organelles, cfg.data,
+                                seed=0, length=30)
+    for i in range(30):  # every sample reads; a quirky file would raise DataError
+        x, y, mask = dataset[i]
+        assert np.isfinite(x.numpy()).all() and mask.sum() >= 1
+
+
+def test_store_reader_falls_back_to_files_it_does_not_hold(packed, tmp_path):
+    root, store = packed
+    reader = data.image_store(_cfg(root, store).data)
+    outside = tmp_path / "image_1_BF_z0.ome.tiff"
+    inside = data.index_fovs([root])[0].planes[0]
+    outside.write_bytes(inside.read_bytes())
+    a, b = reader.patch_plane(outside), reader.patch_plane(inside)
+    assert isinstance(a.pixels, np.ndarray) and not isinstance(b.pixels, np.ndarray)
+    np.testing.assert_array_equal(a.pixels, np.asarray(b.pixels))
+    assert (a.offset, a.spread) == (b.offset, b.spread)
