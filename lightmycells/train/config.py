@@ -144,6 +144,43 @@ class DataConfig(_Strict):
         return self
 
 
+class UnetrConfig(_Strict):
+    """The UNETR of seed 002 (``model.name: unetr``, :mod:`lightmycells.train.models.unetr`)."""
+
+    token: int = Field(default=16, ge=4, le=64)
+    """Token edge in pixels, a power of two; inputs must be multiples of it (BiaPy: 32)."""
+    embed: int = Field(default=64, ge=8, le=1024)
+    """Transformer width, a multiple of 4 and of ``heads`` (BiaPy: 768)."""
+    layers: int = Field(default=4, ge=1, le=24)
+    """Transformer blocks (BiaPy: 12); skips tap evenly spaced ones."""
+    heads: int = Field(default=4, ge=1, le=32)
+    """Attention heads (BiaPy: 12)."""
+    mlp_ratio: float = Field(default=4.0, gt=0.0, le=8.0)
+    """MLP hidden width over ``embed``."""
+    dec_width: int = Field(default=16, ge=2, le=128)
+    """Decoder filters at full resolution, doubled per level (BiaPy: 32)."""
+    dec_kernel: int = Field(default=3, ge=1, le=11)
+    """Kernel of every decoder convolution, odd (BiaPy's best: 9)."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> UnetrConfig:
+        problems = []
+        if self.token & (self.token - 1):
+            problems.append(f"token must be a power of two (got {self.token})")
+        if self.embed % 4 or self.embed % self.heads:
+            problems.append(f"embed must be a multiple of 4 and of heads={self.heads} "
+                            f"(got {self.embed})")
+        if self.dec_kernel % 2 == 0:
+            problems.append(f"dec_kernel must be odd (got {self.dec_kernel})")
+        levels = self.token.bit_length() - 2
+        if self.layers < levels:
+            problems.append(f"layers must be at least log2(token) - 1 = {levels} skip levels "
+                            f"(got {self.layers})")
+        if problems:
+            raise ValueError("model.unetr: " + "; ".join(problems))
+        return self
+
+
 class ModelConfig(_Strict):
     """Architecture: a registry name and its size."""
 
@@ -160,13 +197,25 @@ class ModelConfig(_Strict):
     gate: Gate | None = None
     """Skip wiring of ``attresunet`` (see :class:`Gate`; null means ``oktay``); other models
     have no gates and take null."""
+    unetr: UnetrConfig | None = None
+    """Size of ``unetr`` (null means the defaults of :class:`UnetrConfig`); other models take
+    null. ``depth``, ``width``, ``blocks`` and ``norm`` do not apply to it."""
 
     @model_validator(mode="after")
     def _gate_only_where_gated(self) -> ModelConfig:
         if self.gate is not None and self.name != "attresunet":
             raise ValueError(f"model.gate applies to model 'attresunet' only (got model "
                              f"{self.name!r} with gate {self.gate!r})")
+        if self.unetr is not None and self.name != "unetr":
+            raise ValueError(f"model.unetr applies to model 'unetr' only (got model "
+                             f"{self.name!r})")
         return self
+
+    def size_multiple(self) -> tuple[int, str]:
+        """What input edges must be multiples of, and the key that says so."""
+        if self.name == "unetr":
+            return (self.unetr or UnetrConfig()).token, "model.unetr.token"
+        return 2**self.depth, "2**model.depth"
 
 
 class LossConfig(_Strict):
@@ -217,6 +266,55 @@ class ValConfig(_Strict):
     """Stop after this many validations without improvement; null never stops early."""
 
 
+class RunKind(StrEnum):
+    """What a run trains (see ``lightmycells.train.loop.RUN_KINDS``)."""
+
+    SUPERVISED = "supervised"
+    """Transmitted light → organelles (every run without a ``pretrain`` section)."""
+    MAE = "mae"
+    """Masked-autoencoder pretraining of a UNETR's encoder on unlabelled planes (seed 002)."""
+
+
+class MaskKind(StrEnum):
+    """Which tokens a masked autoencoder hides (``pretrain.mask``)."""
+
+    GRID = "grid"
+    """A fixed 50 % checkerboard of the token grid, the same every step (seed 002's choice:
+    random masking made its model predict the mean of these non-object-centric images)."""
+    RANDOM = "random"
+    """A fresh random ``ratio`` of the tokens per sample (He et al. 2022)."""
+
+
+class PretrainConfig(_Strict):
+    """Self-supervised pretraining; present only in a pretraining run's config."""
+
+    kind: Literal[RunKind.MAE] = RunKind.MAE
+    """The pretraining run kind (only ``mae`` so far)."""
+    mask: MaskKind = MaskKind.GRID
+    ratio: float = Field(default=0.5, gt=0.0, lt=1.0)
+    """Fraction of tokens masked; ``grid`` masks exactly half and takes 0.5 only."""
+    dec_embed: int = Field(default=64, ge=8, le=1024)
+    """Width of the MAE's transformer decoder (thrown away after pretraining), a multiple of 4
+    and of ``dec_heads``."""
+    dec_layers: int = Field(default=2, ge=1, le=16)
+    dec_heads: int = Field(default=4, ge=1, le=32)
+    norm_pix_loss: bool = False
+    """Target each token's pixels normalised by their own mean and variance (He et al.'s
+    option; off in BiaPy)."""
+    extra_roots: list[Path] = Field(default_factory=list)
+    """More Light My Cells-layout folders, targets or not, whose planes also train the MAE."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PretrainConfig:
+        if self.mask == MaskKind.GRID and self.ratio != 0.5:
+            raise ValueError(f"pretrain.ratio: the grid mask hides exactly half the tokens "
+                             f"(got ratio {self.ratio}; use mask: random for another ratio)")
+        if self.dec_embed % 4 or self.dec_embed % self.dec_heads:
+            raise ValueError(f"pretrain.dec_embed must be a multiple of 4 and of dec_heads="
+                             f"{self.dec_heads} (got {self.dec_embed})")
+        return self
+
+
 class TrainConfig(_Strict):
     """One training run."""
 
@@ -249,6 +347,20 @@ class TrainConfig(_Strict):
     loss: LossConfig = Field(default_factory=lambda: LossConfig())
     optim: OptimConfig = Field(default_factory=lambda: OptimConfig())
     val: ValConfig = Field(default_factory=lambda: ValConfig())
+    pretrain: PretrainConfig | None = None
+    """Makes this a self-supervised pretraining run (see :class:`PretrainConfig`)."""
+
+    @property
+    def run_kind(self) -> RunKind:
+        """What this run trains: ``pretrain.kind``, else supervised."""
+        return RunKind.SUPERVISED if self.pretrain is None else RunKind(self.pretrain.kind)
+
+    @model_validator(mode="after")
+    def _pretrain_needs_a_vit(self) -> TrainConfig:
+        if self.pretrain is not None and self.model.name != "unetr":
+            raise ValueError(f"pretrain (a masked autoencoder) trains a UNETR's encoder: set "
+                             f"model.name: unetr (got {self.model.name!r})")
+        return self
 
     @model_validator(mode="after")
     def _onnx_init_freezes_norm(self) -> TrainConfig:
@@ -261,12 +373,10 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _sizes_fit_depth(self) -> TrainConfig:
-        multiple = 2**self.model.depth
+        multiple, rule = self.model.size_multiple()
         for key, size in (("data.patch", self.data.patch), ("val.tile", self.val.tile)):
             if size % multiple:
-                raise ValueError(
-                    f"{key} must be a multiple of 2**model.depth = {multiple} (got {size})"
-                )
+                raise ValueError(f"{key} must be a multiple of {rule} = {multiple} (got {size})")
         return self
 
 

@@ -25,15 +25,16 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lightmycells.engine import tiling
 from lightmycells.eval import metrics
 from lightmycells.io.atomic import replacing
 from lightmycells.train import data
-from lightmycells.train.config import TrainConfig, dump_config
+from lightmycells.train.config import RunKind, TrainConfig, dump_config
 from lightmycells.train.init import load_initial
 from lightmycells.train.losses import CombinedLoss
+from lightmycells.train.mae import MaskedAutoencoding
 from lightmycells.train.models import build_model
 from lightmycells.train.pairs import read_pairs
 from lightmycells.vocab import METRICS, Organelle
@@ -279,6 +280,47 @@ def _select_fovs(
     return data.with_targets(train_fovs, organelles), val_fovs
 
 
+class Supervised:
+    """The default run kind: transmitted light → organelles, challenge-metric validation.
+
+    A run kind supplies what differs between kinds of run (fields of view, model, loss,
+    dataset, validator); :class:`Trainer` does the rest the same way for all of them.
+    """
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+
+    def fovs(self) -> tuple[list[data.FieldOfView], list[data.FieldOfView]]:
+        """(training, validation) fields of view (see :func:`_select_fovs`)."""
+        return _select_fovs(self.cfg)
+
+    def model(self, out_channels: int) -> torch.nn.Module:
+        """The registered architecture ``model.name``."""
+        return build_model(self.cfg.model, out_channels)
+
+    def loss(self) -> torch.nn.Module:
+        """The combined loss of ``loss``."""
+        return CombinedLoss(self.cfg.loss)
+
+    def dataset(self, fovs: Sequence[data.FieldOfView], organelles: Sequence[Organelle],
+                store: data.ImageStore, length: int) -> Dataset:
+        """Augmented (input, targets, mask) patches."""
+        return data.PatchDataset(fovs, organelles, self.cfg.data, seed=self.cfg.seed,
+                                 length=length, store=store)
+
+    def validator(self, fovs: Sequence[data.FieldOfView], organelles: Sequence[Organelle],
+                  store: data.ImageStore) -> Validator:
+        """Whole-image validation through the container's tiler."""
+        return Validator(self.cfg, fovs, organelles, store)
+
+
+#: Run kinds (``TrainConfig.run_kind``) → their strategy.
+RUN_KINDS: dict[RunKind, type] = {
+    RunKind.SUPERVISED: Supervised,
+    RunKind.MAE: MaskedAutoencoding,
+}
+
+
 class Trainer:
     """One run's model, optimiser, schedule, data and bookkeeping; :meth:`run` trains it."""
 
@@ -291,9 +333,10 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self.organelles = list(cfg.data.organelles)
-        self.train_fovs, self.val_fovs = _select_fovs(cfg)
+        self.kind = RUN_KINDS[cfg.run_kind](cfg)
+        self.train_fovs, self.val_fovs = self.kind.fovs()
         self.store = data.image_store(cfg.data)
-        self.model = build_model(cfg.model, len(self.organelles))
+        self.model = self.kind.model(len(self.organelles))
         if cfg.init_from is not None:
             load_initial(self.model, cfg.init_from, prefix=cfg.init_prefix)
         self.model = self.model.to(self.device)
@@ -306,7 +349,7 @@ class Trainer:
         )
         self.use_amp = cfg.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
-        self.loss_fn = CombinedLoss(cfg.loss)
+        self.loss_fn = self.kind.loss()
         self.state: dict[str, Any] = {
             "step": 0, "best_score": None, "bad_validations": 0, "elapsed_s": 0.0,
         }
@@ -314,7 +357,7 @@ class Trainer:
         self.start = int(self.state["step"])
         if self.ctx.world > 1:
             self.model = DistributedDataParallel(self.model)
-        self.validator = Validator(cfg, self.val_fovs, self.organelles, self.store)
+        self.validator = self.kind.validator(self.val_fovs, self.organelles, self.store)
         self.pixel_size = _training_pixel_size(cfg, self.train_fovs)
         self.log = self._open_log()
 
@@ -434,10 +477,8 @@ class Trainer:
     def run(self, stop_at: int | None = None) -> TrainResult:
         """Train from the current step to ``cfg.steps`` (or ``stop_at``, a budget, patience)."""
         cfg = self.cfg
-        dataset = data.PatchDataset(
-            self.train_fovs, self.organelles, cfg.data, seed=cfg.seed,
-            length=cfg.steps * cfg.data.batch_size * self.ctx.world, store=self.store,
-        )
+        dataset = self.kind.dataset(self.train_fovs, self.organelles, self.store,
+                                    cfg.steps * cfg.data.batch_size * self.ctx.world)
         loader = DataLoader(
             dataset, batch_sampler=StepBatches(self.start, cfg.steps, cfg.data.batch_size,
                                                self.ctx),

@@ -1,7 +1,8 @@
 """Architecture registry: a config's ``model.name`` → a constructor.
 
 Every entry maps ``(B, 1, H, W)`` to ``(B, C, H, W)`` for any ``H, W`` that are multiples of
-``2**depth`` (fully convolutional, so one ONNX file serves every tile size).
+``ModelConfig.size_multiple()`` (``2**depth``; a UNETR's token), so one ONNX file serves every
+tile size.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from collections.abc import Callable
 
 from torch import nn
 
-from lightmycells.train.config import Gate, ModelConfig
+from lightmycells.train.config import Gate, ModelConfig, UnetrConfig
 from lightmycells.train.models.attresunet import AttentionResUNet
 from lightmycells.train.models.runet import RUNet
+from lightmycells.train.models.unetr import UNETR
 
 ModelFactory = Callable[[ModelConfig, int], nn.Module]
 
@@ -24,6 +26,9 @@ MODELS: dict[str, ModelFactory] = {
     "attresunet": lambda cfg, out_channels: AttentionResUNet(
         out_channels=out_channels, depth=cfg.depth, width=cfg.width, blocks=cfg.blocks,
         norm=cfg.norm, gate=cfg.gate or Gate.OKTAY,
+    ),
+    "unetr": lambda cfg, out_channels: UNETR(
+        out_channels=out_channels, **(cfg.unetr or UnetrConfig()).model_dump(),
     ),
 }
 
