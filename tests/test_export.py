@@ -63,7 +63,7 @@ def test_reexport_replaces_the_entry_and_bad_patch_is_refused(checkpoint, tmp_pa
     export_checkpoint(checkpoint, tmp_path, name="m", patch=64)
     doc = json.loads((tmp_path / "manifest.json").read_text())
     assert [(m["name"], m["patch"]) for m in doc["models"]] == [("m", 64)]
-    with pytest.raises(ExportError, match="not a multiple of 2\\*\\*depth = 4"):
+    with pytest.raises(ExportError, match="not a multiple of 2\\*\\*model.depth = 4"):
         export_checkpoint(checkpoint, tmp_path, patch=30)
 
 

@@ -7,6 +7,7 @@ directory of the command.
 
 from __future__ import annotations
 
+import copy
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -401,7 +402,7 @@ def parse_config(
     ConfigError
         One line per problem, each naming ``source`` and the dotted key.
     """
-    raw = dict(raw)
+    raw = copy.deepcopy(raw)  # overrides must not write into the caller's nested mappings
     for item in overrides or []:
         key, sep, text = item.partition("=")
         if not sep or not key:

@@ -66,6 +66,9 @@ def load_checkpoint(path: str | Path) -> Loaded:
     except (OSError, RuntimeError, EOFError) as exc:
         raise ExportError(f"{path}: cannot read checkpoint ({exc})") from None
     config = TrainConfig.model_validate(state["config"])
+    if config.pretrain is not None:
+        raise ExportError(f"{path}: a pretraining checkpoint ({config.run_kind}); its decoder is "
+                          "thrown away: fine-tune a model from it with init_from and export that")
     model = build_model(config.model, len(config.data.organelles))
     model.load_state_dict(state["model"])
     model.eval()
@@ -73,10 +76,15 @@ def load_checkpoint(path: str | Path) -> Loaded:
                   tuple(Path(p) for p in state.get("val_planes", ())))
 
 
-def export_onnx(model: torch.nn.Module, path: Path, size: int) -> Path:
-    """Trace ``model`` to ONNX at ``path`` (batch, height and width dynamic) and check it."""
+def export_onnx(model: torch.nn.Module, path: Path, size: int, *,
+                static_tile: bool = False) -> Path:
+    """Trace ``model`` to ONNX at ``path`` (batch, height and width dynamic) and check it.
+
+    With ``static_tile`` only the batch is dynamic: the graph takes ``size``² tiles, which the
+    container then always feeds it (``OnnxModel.fixed_tile``).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    dynamic = {0: "batch", 2: "height", 3: "width"}
+    dynamic = {0: "batch"} if static_tile else {0: "batch", 2: "height", 3: "width"}
     with replacing(path) as tmp:
         with warnings.catch_warnings():
             # The torch.export-based exporter needs onnxscript, which is not installed; the
@@ -198,13 +206,14 @@ def export_checkpoint(
     patch: int | None = None, overlap: float | None = None,
     samples: Sequence[Path] | None = None, tolerance: float = TOLERANCE,
     write_manifest: bool = True, fp16: bool = False, fp16_tolerance: float = FP16_TOLERANCE,
-    stem: str | None = None,
+    stem: str | None = None, static_tile: bool = False,
 ) -> ExportReport:
     """Export one checkpoint into the weights folder ``out``; see the module docstring.
 
     With ``fp16``, also writes ``<stem>.fp16.onnx`` (float16 inside, float32 in and
     out), checked against the float32 PyTorch model with ``fp16_tolerance``. ``stem``: the
-    files' name (default: the organelles, and the pixel-size range when there is one).
+    files' name (default: the organelles, and the pixel-size range when there is one). With
+    ``static_tile`` the graph takes ``patch``² tiles only, and parity is checked at that size.
 
     Raises
     ------
@@ -221,18 +230,19 @@ def export_checkpoint(
             stem += "_{:g}-{:g}um".format(*cfg.data.pixel_size_range_um)
     patch = patch or cfg.val.tile
     overlap = cfg.val.overlap if overlap is None else overlap
-    multiple = 2**cfg.model.depth
+    multiple, rule = cfg.model.size_multiple()
     if patch % multiple:
-        raise ExportError(f"patch {patch} is not a multiple of 2**depth = {multiple}")
+        raise ExportError(f"patch {patch} is not a multiple of {rule} = {multiple}")
     out = Path(out)
-    onnx_path = export_onnx(loaded.model, out / f"{stem}.onnx", patch)
+    onnx_path = export_onnx(loaded.model, out / f"{stem}.onnx", patch, static_tile=static_tile)
     # the training config beside the model, so a fine-tuning run can rebuild its architecture
     write_text(out / f"{stem}{CONFIG_SUFFIX}", dump_config(cfg))
 
     rng = np.random.default_rng(0)
     random_inputs = [
         rng.standard_normal((1, 1, patch, patch), dtype=np.float32),
-        rng.standard_normal((2, 1, 3 * multiple, 5 * multiple), dtype=np.float32),
+        rng.standard_normal((2, 1, patch, patch) if static_tile else
+                            (2, 1, 3 * multiple, 5 * multiple), dtype=np.float32),
     ]
     spec = {"kind": "percentile", "low": cfg.data.norm_low, "high": cfg.data.norm_high}
     sample_paths = list(samples) if samples else [p for p in loaded.val_planes if p.exists()]
@@ -249,7 +259,7 @@ def export_checkpoint(
         real = real_inputs(sample_paths, patch, spec) if sample_paths else []
         half_path = out / f"{stem}.fp16.onnx"
         parity_fp16 = _export_fp16(loaded.model, half_path, patch, [*random_inputs, *real],
-                                   fp16_tolerance)
+                                   fp16_tolerance, static_tile)
         entry["fp16"] = {"file": half_path.name, "sha256": manifest.sha256_file(half_path)}
     if write_manifest:
         update_manifest(out, entry)
@@ -262,9 +272,9 @@ def export_checkpoint(
 
 
 def _export_fp16(model: torch.nn.Module, path: Path, patch: int,
-                 inputs: Sequence[np.ndarray], tolerance: float) -> float:
+                 inputs: Sequence[np.ndarray], tolerance: float, static_tile: bool) -> float:
     """Write the float16 variant of ``model`` to ``path``; its parity with float32 PyTorch."""
-    export_onnx(HalfPrecision(model), path, patch)
+    export_onnx(HalfPrecision(model), path, patch, static_tile=static_tile)
     parity = max_difference(model, path, inputs)
     _check_parity(path, parity, tolerance)
     return parity
@@ -297,6 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also write a float16 variant (used on CUDA) with its parity")
     parser.add_argument("--fp16-tolerance", type=float, default=FP16_TOLERANCE,
                         help="largest allowed |PyTorch fp32 - ONNX fp16| (default %(default)g)")
+    parser.add_argument("--static-tile", action="store_true",
+                        help="fix the graph's tile to --patch (batch stays dynamic), e.g. for a "
+                             "UNETR whose attention should see the training tile size only")
     args = parser.parse_args(argv)
     if args.name and len(args.checkpoint) > 1:
         parser.error("--name needs a single --checkpoint")
@@ -305,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             report = export_checkpoint(
                 checkpoint, args.out, name=args.name, patch=args.patch, overlap=args.overlap,
                 samples=args.sample, tolerance=args.tolerance, fp16=args.fp16,
-                fp16_tolerance=args.fp16_tolerance,
+                fp16_tolerance=args.fp16_tolerance, static_tile=args.static_tile,
             )
         except (ExportError, ome.ImageError, OSError) as exc:
             print(f"error: {exc}")

@@ -302,6 +302,11 @@ class Supervised:
         """The combined loss of ``loss``."""
         return CombinedLoss(self.cfg.loss)
 
+    @staticmethod
+    def forward(model: torch.nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The model on a batch (``mask``, the targets' availability, is the loss's)."""
+        return model(x)
+
     def dataset(self, fovs: Sequence[data.FieldOfView], organelles: Sequence[Organelle],
                 store: data.ImageStore, length: int) -> Dataset:
         """Augmented (input, targets, mask) patches."""
@@ -421,7 +426,7 @@ class Trainer:
         """One optimisation step on a batch; the loss and its parts."""
         x, y, mask = x.to(self.device), y.to(self.device), mask.to(self.device)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            pred = self.model(x)
+            pred = self.kind.forward(self.model, x, mask)
         loss, parts = self.loss_fn(pred, y, mask)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()

@@ -51,14 +51,28 @@ def grid_mask(rows: int, cols: int) -> torch.Tensor:
     return ((r + c) % 2 == 0).reshape(-1)
 
 
+def hidden_tokens(tokens: int, ratio: float) -> int:
+    """How many of ``tokens`` a random mask hides: ``round(ratio · tokens)``, within [1, N-1]."""
+    return min(tokens - 1, max(1, round(ratio * tokens)))
+
+
 def random_mask(batch: int, tokens: int, ratio: float,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """``(batch, tokens)`` bool, exactly ``round(ratio · tokens)`` True (masked) per row."""
-    hidden = min(tokens - 1, max(1, round(ratio * tokens)))
+    """``(batch, tokens)`` bool, exactly :func:`hidden_tokens` True (masked) per row."""
     order = torch.rand(batch, tokens, generator=generator).argsort(dim=1)
     mask = torch.zeros(batch, tokens, dtype=torch.bool)
-    mask.scatter_(1, order[:, :hidden], True)
+    mask.scatter_(1, order[:, :hidden_tokens(tokens, ratio)], True)
     return mask
+
+
+def sample_mask(pre: PretrainConfig, rows: int, cols: int,
+                rng: np.random.Generator) -> torch.Tensor:
+    """One sample's ``(rows·cols,)`` mask under ``pretrain.mask``, drawn from ``rng``."""
+    if pre.mask == MaskKind.GRID:
+        return grid_mask(rows, cols)
+    mask = np.zeros(rows * cols, bool)
+    mask[rng.permutation(rows * cols)[: hidden_tokens(rows * cols, pre.ratio)]] = True
+    return torch.from_numpy(mask)
 
 
 def patchify(x: torch.Tensor, token: int) -> torch.Tensor:
@@ -150,7 +164,7 @@ class MaskedTokenLoss(nn.Module):
 
     def forward(self, out: tuple[torch.Tensor, torch.Tensor, torch.Tensor], y: torch.Tensor,
                 valid: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """``y``/``valid`` are the batch's empty placeholders (the target is the input)."""
+        """The loss of ``out``; ``y`` is empty (the target is the input), ``valid`` the mask."""
         pred, target, mask = out
         loss = masked_mse(pred.float(), target.float(), mask)
         return loss, {"masked_mse": float(loss.detach())}
@@ -159,16 +173,22 @@ class MaskedTokenLoss(nn.Module):
 class UnlabelledPatches(Dataset):
     """Augmented patches of any plane of any field of view; item ``i`` depends on ``(seed, i)``.
 
-    Returns ``(x (1, P, P), empty, empty)``: the trainer's batch shape, without targets.
-    A field of view is drawn uniformly, then one of its planes, then a patch.
+    Returns ``(x (1, P, P), empty, mask (N,) bool)``: the trainer's batch shape, no target,
+    the sample's token mask in the place of the target mask. A field of view is drawn
+    uniformly, then one of its planes, then a patch, then (``random``) the mask — all from
+    the item's own generator, so a resumed run draws the masks of an uninterrupted one.
     """
 
     def __init__(self, fovs: Sequence[data.FieldOfView], cfg: TrainConfig, *, seed: int,
                  length: int, store: data.ImageStore) -> None:
         if not fovs:
             raise data.DataError("pretraining: no input plane to train on")
+        if cfg.pretrain is None:
+            raise ValueError("UnlabelledPatches needs a pretrain section")
         self.fovs, self.cfg, self.seed, self.length, self.store = list(fovs), cfg.data, seed, \
             length, store
+        self.pre = cfg.pretrain
+        self.grid = cfg.data.patch // (cfg.model.unetr or UnetrConfig()).token
 
     def __len__(self) -> int:
         return self.length
@@ -188,7 +208,8 @@ class UnlabelledPatches(Dataset):
         x = x[None].astype(np.float32)
         if aug.dihedral:
             x = data._dihedral(x, rng)
-        return torch.from_numpy(x.copy()), torch.zeros(0), torch.zeros(0)
+        mask = sample_mask(self.pre, self.grid, self.grid, rng)
+        return torch.from_numpy(x.copy()), torch.zeros(0), mask
 
 
 def centre_patch(plane: data.Plane, size: int) -> np.ndarray:
@@ -258,6 +279,11 @@ class MaskedAutoencoding:
     def loss(self) -> nn.Module:
         """:class:`MaskedTokenLoss`."""
         return MaskedTokenLoss()
+
+    @staticmethod
+    def forward(model: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The model on a batch, with the dataset's token masks."""
+        return model(x, mask.bool())
 
     def dataset(self, fovs: Sequence[data.FieldOfView], organelles: Sequence[Organelle],
                 store: data.ImageStore, length: int) -> Dataset:
