@@ -200,9 +200,16 @@ def test_zoo_config_runs_at_any_step_count(tmp_path, path):
     pixel_um = (lo + hi) / 2  # inside a per-range config's range
     root = make_studies(tmp_path / "d", size=(64, 64), pixel_um=pixel_um)
     out = tmp_path / "run"
-    code = train_main(["--config", str(path), "--set", f"data.roots=[{root}]",
-                       "--set", f"out={out}", "--set", "data.batch_size=2",
-                       "--set", "data.max_val_images=1", "--steps", "2"])
+    common = ["--set", f"data.roots=[{root}]", "--set", "data.batch_size=2",
+              "--set", "data.max_val_images=1", "--steps", "2"]
+    init = []
+    if first := yaml.safe_load(path.read_text()).get("init_from"):  # a second stage:
+        stage1 = next(p for p in Path("configs/zoo").glob("*.yaml")  # run the config it names
+                      if Path(yaml.safe_load(p.read_text())["out"]) == Path(first).parent)
+        assert train_main(["--config", str(stage1), "--set", f"out={tmp_path / 'first'}",
+                           *common]) == 0
+        init = ["--set", f"init_from={tmp_path / 'first' / Path(first).name}"]
+    code = train_main(["--config", str(path), "--set", f"out={out}", *common, *init])
     assert code == 0
     state = torch.load(out / BEST, weights_only=False)
     assert state["step"] == 2
