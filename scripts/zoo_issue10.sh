@@ -18,6 +18,7 @@
 # table:    mean nucleus PCC / SSIM per run, overall and per modality, and s per image
 # figure:   docs/mae_reconstruction.png (masked input, reconstruction, original; held-out)
 #
+# The patch of the cost stage is the manifest's (128 for the UNETRs, 256 for the RUNet).
 # Environment: RUN (runs/zoo), PRE_STEPS (1500), FT_STEPS (300), PYTHON (python).
 set -euo pipefail
 
@@ -130,7 +131,38 @@ print(reconstruction_figure(mae / "best.pt", planes, "docs/mae_reconstruction.pn
 EOF
 }
 
-for stage in "${@:-data pretrain train evaluate table figure}"; do
+stage_cost() {
+    "$PYTHON" - "$RUN" <<'EOF'
+import json, sys, time
+from pathlib import Path
+import numpy as np
+import onnx
+import onnxruntime as ort
+run = Path(sys.argv[1])
+def cpu_seconds(session, x):
+    start = time.process_time()
+    session.run(None, {"input": x})
+    return time.process_time() - start
+print("| run | parameters | ONNX MB | CPU s / MP (model only, 1 thread) |")
+print("| --- | --- | --- | --- |")
+for weights in sorted(run.glob("w_*/")):
+    entry = json.loads((weights / "manifest.json").read_text())["models"][0]
+    path = weights / entry["file"]
+    params = sum(int(np.prod(t.dims)) for t in onnx.load(str(path)).graph.initializer)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((16, 1, entry["patch"], entry["patch"]),
+                                                 dtype=np.float32)
+    session.run(None, {"input": x[:1]})  # warm-up
+    best = min(cpu_seconds(session, x) for _ in range(3))
+    mp = x.shape[0] * entry["patch"] ** 2 / 1e6
+    print(f"| {weights.name[2:]} | {params:,} | {path.stat().st_size / 1e6:.2f} "
+          f"| {best / mp:.2f} |")
+EOF
+}
+
+for stage in "${@:-data pretrain train evaluate table figure cost}"; do
     for one in $stage; do
         "stage_$one"
     done

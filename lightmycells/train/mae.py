@@ -324,11 +324,13 @@ def reconstruction_figure(checkpoint: str | Path, planes: Sequence[Path], out: s
     masked_in = unpatchify(torch.where(mask[..., None], torch.nan, tokens), rows, cols, model.token)
     recon = unpatchify(torch.where(mask[..., None], pred, tokens), rows, cols, model.token)
     fig, axes = plt.subplots(len(planes), 3, figsize=(7.5, 2.6 * len(planes)), squeeze=False)
+    cmap = plt.get_cmap("gray").copy()
+    cmap.set_bad("tab:blue")  # the masked tokens (NaN) of the first column
     for i, plane in enumerate(planes):
         lo, hi = np.percentile(x[i, 0].numpy(), [1, 99])
         for ax, image, title in zip(axes[i], (masked_in, recon, x),
                                     ("masked input", "reconstruction", "original"), strict=True):
-            ax.imshow(image[i, 0].numpy(), cmap="gray", vmin=lo, vmax=hi)
+            ax.imshow(image[i, 0].numpy(), cmap=cmap, vmin=lo, vmax=hi)
             ax.set_title(f"{title}\n{plane.name}" if title == "original" else title, fontsize=7)
             ax.axis("off")
     fig.suptitle(f"MAE step {state['step']} ({cfg.pretrain.mask} mask)", fontsize=9)
