@@ -28,12 +28,6 @@ FT_STEPS=${FT_STEPS:-300}
 PYTHON=${PYTHON:-python}
 Z=configs/zoo
 MAE=$RUN/mae$PRE_STEPS
-# name|config|extra overrides — lane A and lane B run side by side
-LANE_A=("unetr_mae|$Z/seed002_unetr.yaml|--set init_from=$MAE/best.pt"
-        "runet|$Z/seed000_runet_native.yaml|"
-        "unetr_mae_s1|$Z/seed002_unetr.yaml|--set init_from=$MAE/best.pt --set seed=1")
-LANE_B=("unetr_scratch|$Z/seed002_unetr_scratch.yaml|"
-        "unetr_scratch_s1|$Z/seed002_unetr_scratch.yaml|--set seed=1")
 
 stamp() { date -u +%H:%M:%S; }
 
@@ -51,21 +45,26 @@ stage_pretrain() {
     echo "[$(stamp)] pretraining: $(tail -n 1 "$MAE.log")"
 }
 
-run_lane() {
-    local item name config sets
-    for item in "$@"; do
-        IFS='|' read -r name config sets <<< "$item"
-        # shellcheck disable=SC2086  # $sets holds separate words
-        nice -n 10 "$PYTHON" -m lightmycells.train --config "$config" \
-            --set "data.roots=[$RUN/data/train]" --set "out=$RUN/$name" --steps "$FT_STEPS" \
-            $sets > "$RUN/$name.log" 2>&1
-        echo "[$(stamp)] $name: $(tail -n 1 "$RUN/$name.log")"
-    done
+train_one() {  # NAME CONFIG [--set key=value ...]
+    local name=$1 config=$2
+    shift 2
+    nice -n 10 "$PYTHON" -m lightmycells.train --config "$config" "$@" \
+        --set "data.roots=[$RUN/data/train]" --set "out=$RUN/$name" --steps "$FT_STEPS" \
+        > "$RUN/$name.log" 2>&1
+    echo "[$(stamp)] $name: $(tail -n 1 "$RUN/$name.log")"
 }
 
-stage_train() {
-    run_lane "${LANE_A[@]}" &
-    run_lane "${LANE_B[@]}" &
+stage_train() {  # two lanes side by side
+    {
+        train_one unetr_mae "$Z/seed002_unetr.yaml" --set "init_from=$MAE/best.pt"
+        train_one unetr_mae_s1 "$Z/seed002_unetr.yaml" --set "init_from=$MAE/best.pt" \
+            --set seed=1
+    } &
+    {
+        train_one unetr_scratch "$Z/seed002_unetr_scratch.yaml"
+        train_one runet "$Z/seed000_runet_native.yaml"
+        train_one unetr_scratch_s1 "$Z/seed002_unetr_scratch.yaml" --set seed=1
+    } &
     wait
 }
 
