@@ -10,8 +10,11 @@
 #           scripts/zoo_issue11.sh makes them (skipped when present)
 # pretrain: the MAE (configs/zoo/seed002_mae.yaml), PRE_STEPS steps
 # train:    fine-tunes of FT_STEPS steps, two at a time (one torch thread each, nice 10):
-#           unetr_mae (init_from the MAE), unetr_scratch, runet (seed000_runet_native.yaml), and
-#           the two UNETRs again with seed 1 (run-to-run noise)
+#           unetr_mae (init_from the MAE), unetr_scratch, the two again with seed 1 (run-to-run
+#           noise), and runet (seed000_runet_native.yaml) for RUNET_STEPS steps: a RUNet step
+#           costs about 2.4 UNETR steps on one core, so 150 RUNet steps match 300 UNETR steps
+#           in CPU time (the RUNet row of docs/MODELS.md is scripts/zoo_issue11.sh's
+#           runet_native, the same config, data and steps)
 # evaluate: export each run's best.pt (UNETRs with --static-tile: the container then always
 #           feeds 128² tiles), predict the held-out set with the container (inference.py, one
 #           thread), score it with python -m lightmycells.evaluate --floors input,blur
@@ -19,12 +22,14 @@
 # figure:   docs/mae_reconstruction.png (masked input, reconstruction, original; held-out)
 #
 # The patch of the cost stage is the manifest's (128 for the UNETRs, 256 for the RUNet).
-# Environment: RUN (runs/zoo), PRE_STEPS (1500), FT_STEPS (300), PYTHON (python).
+# Environment: RUN (runs/zoo), PRE_STEPS (1500), FT_STEPS (300), RUNET_STEPS (150),
+# PYTHON (python).
 set -euo pipefail
 
 RUN=${RUN:-runs/zoo}
 PRE_STEPS=${PRE_STEPS:-1500}
 FT_STEPS=${FT_STEPS:-300}
+RUNET_STEPS=${RUNET_STEPS:-150}
 PYTHON=${PYTHON:-python}
 Z=configs/zoo
 MAE=$RUN/mae$PRE_STEPS
@@ -62,7 +67,7 @@ stage_train() {  # two lanes side by side
     } &
     {
         train_one unetr_scratch "$Z/seed002_unetr_scratch.yaml"
-        train_one runet "$Z/seed000_runet_native.yaml"
+        FT_STEPS=$RUNET_STEPS train_one runet "$Z/seed000_runet_native.yaml"
         train_one unetr_scratch_s1 "$Z/seed002_unetr_scratch.yaml" --set seed=1
     } &
     wait
