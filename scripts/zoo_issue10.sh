@@ -110,15 +110,18 @@ def line(label, path, seconds):
         if any(keep(r) for r in rows) else "n/a")
     mods = " / ".join(mean("PCC", lambda r, m=m: r["modality"] == m) for m in ("BF", "PC", "DIC"))
     print(f"| {label} | {mean('PCC')} | {mean('SSIM')} | {mods} | {len(rows)} | {seconds} |")
+floors = {}
 for path in sorted(run.glob("metrics_heldout_*.json")):
     name = path.name[len("metrics_heldout_"):-len(".json")]
-    if name.count(".") or not (run / f"pred_heldout_{name}" / "summary.json").exists():
+    if "." in name:  # a floor (the input, its blur): the same for every run
+        floors.setdefault(name.split(".")[1], path)
+        continue
+    if not (run / f"pred_heldout_{name}" / "summary.json").exists():
         continue
     info = json.loads((run / f"pred_heldout_{name}" / "summary.json").read_text())
     line(name, path, f"{info['seconds'] / max(1, info['written']):.2f}")
-    for floor in ("input", "blur"):
-        if (extra := run / f"metrics_heldout_{name}.{floor}.json").exists() and name == "runet":
-            line(f"floor: {floor}", extra, "")
+for floor, path in sorted(floors.items()):
+    line(f"floor: {floor}", path, "")
 EOF
 }
 
