@@ -263,6 +263,10 @@ class MaskedAutoencoding:
     def fovs(self) -> tuple[list[data.FieldOfView], list[data.FieldOfView]]:
         """(training, validation) fields of view of every root, with or without targets."""
         cfg = self.cfg
+        if cfg.data.store is not None:
+            raise data.DataError(f"pretraining reads Light My Cells folders (data.roots, "
+                                 f"pretrain.extra_roots), not a packed store (data.store "
+                                 f"{cfg.data.store}): not supported yet")
         roots = [*cfg.data.roots, *self.pre.extra_roots]
         if not roots:
             raise data.DataError("pretraining needs data.roots or pretrain.extra_roots "
