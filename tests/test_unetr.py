@@ -96,6 +96,8 @@ def test_config_checks_sizes_against_the_token(tmp_path):
         parse_config({**raw, "pretrain": PRE, "model": {"name": "runet"}})
     with pytest.raises(ConfigError, match="grid mask hides exactly half"):
         parse_config({**raw, "pretrain": {**PRE, "ratio": 0.75}})
+    assert parse_config(raw, overrides=["model.unetr.embed=32"]).model.unetr.embed == 32
+    assert raw["model"]["unetr"]["embed"] == 16  # overrides leave the caller's mapping alone
 
 
 # --- masking and the masked loss --------------------------------------------------------------
