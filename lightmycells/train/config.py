@@ -51,6 +51,33 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Decoders(StrEnum):
+    """Decoder layout of the ``resgen`` generator (``model.decoders``)."""
+
+    SHARED = "shared"
+    """One decoder for all output organelles."""
+    PER_ORGANELLE = "per_organelle"
+    """One decoder per output organelle on a shared encoder (seed 003)."""
+
+
+class Condition(StrEnum):
+    """What a model is conditioned on besides the image (``model.condition``)."""
+
+    NONE = "none"
+    MODALITY = "modality"
+    """A one-hot modality code, applied by FiLM after the stem and each down-sampling (seed
+    003's "dynamic" model); exported as one ONNX file per modality with the code folded in."""
+
+
+class GanMode(StrEnum):
+    """Adversarial loss (``gan.mode``)."""
+
+    VANILLA = "vanilla"
+    """Binary cross-entropy on logits (pix2pix, seed 003)."""
+    LSGAN = "lsgan"
+    """Least squares: (D(real) − 1)² and D(fake)²."""
+
+
 class AugmentConfig(_Strict):
     """Patch augmentation; ranges are symmetric around "no change"."""
 
@@ -191,7 +218,7 @@ class ModelConfig(_Strict):
     """Number of 2× down-samplings; inputs must be multiples of ``2**depth``."""
     width: int = Field(default=16, ge=2, le=256)
     """Channels at full resolution; doubled at each level."""
-    blocks: int = Field(default=1, ge=1, le=8)
+    blocks: int = Field(default=1, ge=1, le=16)
     """Residual blocks per level."""
     norm: Literal["batch", "none"] = "batch"
     """Batch norm folds into a per-channel affine map at inference, so it is tile-independent."""
@@ -201,6 +228,24 @@ class ModelConfig(_Strict):
     unetr: UnetrConfig | None = None
     """Size of ``unetr`` (null means the defaults of :class:`UnetrConfig`); other models take
     null. ``depth``, ``width``, ``blocks`` and ``norm`` do not apply to it."""
+    decoders: Decoders | None = None
+    """``resgen`` only: decoder layout (null means ``per_organelle``)."""
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """``resgen`` only: dropout in the residual blocks (off at export: eval mode)."""
+    condition: Condition = Condition.NONE
+    """``resgen`` only: ``modality`` makes the seed-003 dynamic model (see :class:`Condition`)."""
+
+    @model_validator(mode="after")
+    def _resgen_keys_only_for_resgen(self) -> ModelConfig:
+        if self.name != "resgen":
+            given = [key for key, unset in (("decoders", self.decoders is None),
+                                            ("dropout", self.dropout == 0.0),
+                                            ("condition", self.condition == Condition.NONE))
+                     if not unset]
+            if given:
+                raise ValueError(f"model.{given[0]} applies to model 'resgen' only (got model "
+                                 f"{self.name!r})")
+        return self
 
     @model_validator(mode="after")
     def _gate_only_where_gated(self) -> ModelConfig:
@@ -227,6 +272,9 @@ class LossConfig(_Strict):
     pearson: float = Field(default=0.1, ge=0.0)
     cosine: float = Field(default=0.1, ge=0.0)
     l1: float = Field(default=0.0, ge=0.0)
+    l1_weighted: float = Field(default=0.0, ge=0.0)
+    """Seed 003's adaptive L1: per pixel, weight 1 where the target lies in its own
+    [p_low, p_high] range (normalised value in [0, 1]) and 0.1 outside."""
 
     @model_validator(mode="after")
     def _some_term(self) -> LossConfig:
@@ -241,6 +289,8 @@ class OptimConfig(_Strict):
     lr: float = Field(default=1e-3, gt=0.0, le=1.0)
     weight_decay: float = Field(default=1e-4, ge=0.0, le=1.0)
     warmup_steps: int = Field(default=100, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    """Adam(W) betas; pix2pix (seed 003) uses (0.5, 0.999)."""
     min_lr_ratio: float = Field(default=0.02, ge=0.0, le=1.0)
     """Floor of the cosine decay as a fraction of ``lr``."""
     grad_clip: float | None = Field(default=1.0, gt=0.0)
@@ -316,6 +366,29 @@ class PretrainConfig(_Strict):
         return self
 
 
+class GanConfig(_Strict):
+    """Conditional PatchGAN training (seed 003): one discriminator per output organelle.
+
+    The generator's loss gains ``weight`` × the adversarial term from step ``start_step``
+    (an L1-only warm-up before it). The discriminators are never exported.
+    """
+
+    weight: float = Field(default=0.005, ge=0.0)
+    """Weight of the adversarial term; 0.005 beside ``loss.l1_weighted: 1`` is the paper's
+    100 : 1 (L1 on [-1, 1] : cGAN) in the project's [0, 1] units (docs/MODELS.md)."""
+    mode: GanMode = GanMode.VANILLA
+    width: int = Field(default=16, ge=2, le=256)
+    """Discriminator channels of the first layer (the seed's ``ndf`` 64)."""
+    layers: int = Field(default=3, ge=1, le=6)
+    """Stride-2 layers (3: 70×70 patches)."""
+    norm: Literal["instance", "batch", "none"] = "instance"
+    """Discriminator norm (see :mod:`lightmycells.train.models.patchgan` on why instance)."""
+    lr: float = Field(default=2e-4, gt=0.0, le=1.0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    start_step: int = Field(default=0, ge=0)
+    """Steps of L1-only warm-up: discriminators and the adversarial term start here."""
+
+
 class TrainConfig(_Strict):
     """One training run."""
 
@@ -350,11 +423,20 @@ class TrainConfig(_Strict):
     val: ValConfig = Field(default_factory=lambda: ValConfig())
     pretrain: PretrainConfig | None = None
     """Makes this a self-supervised pretraining run (see :class:`PretrainConfig`)."""
+    gan: GanConfig | None = None
+    """Adversarial training (seed 003); null trains without discriminators."""
 
     @property
     def run_kind(self) -> RunKind:
         """What this run trains: ``pretrain.kind``, else supervised."""
         return RunKind.SUPERVISED if self.pretrain is None else RunKind(self.pretrain.kind)
+
+    @model_validator(mode="after")
+    def _gan_is_supervised(self) -> TrainConfig:
+        if self.gan is not None and self.pretrain is not None:
+            raise ValueError("gan: adversarial training is for supervised runs, not for a "
+                             "pretrain run")
+        return self
 
     @model_validator(mode="after")
     def _pretrain_needs_a_vit(self) -> TrainConfig:

@@ -34,6 +34,7 @@ from lightmycells.io import ome
 from lightmycells.io.layout import BEST_Z_FILE, INPUT_NAME, TARGET_NAME
 from lightmycells.io.planes import read_plane
 from lightmycells.train.config import AugmentConfig, DataConfig, ZStack
+from lightmycells.train.modality import code as modality_code
 from lightmycells.vocab import Modality, Organelle
 
 #: Smoothing of the elastic displacement field, in pixels.
@@ -503,13 +504,16 @@ class PatchDataset(Dataset):
     """Augmented training patches; item ``i`` is a pure function of ``(seed, i)``.
 
     Returns ``(x (1, P, P), y (C, P, P), mask (C,))`` float32 tensors, ``C`` the number of
-    organelles; ``y[c]`` is zeros and ``mask[c] = 0`` when that target does not exist.
+    organelles; ``y[c]`` is zeros and ``mask[c] = 0`` when that target does not exist. With
+    ``codes``, a fourth tensor: the field of view's one-hot modality code ``(K,)``
+    (:mod:`lightmycells.train.modality`).
     """
 
     def __init__(
         self, fovs: Sequence[FieldOfView], organelles: Sequence[Organelle], cfg: DataConfig,
-        *, seed: int, length: int, store: ImageStore | None = None,
+        *, seed: int, length: int, store: ImageStore | None = None, codes: bool = False,
     ) -> None:
+        self.codes = codes
         self.fovs = list(fovs)
         self.organelles = list(organelles)
         self.cfg = cfg
@@ -522,7 +526,7 @@ class PatchDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         rng = np.random.default_rng((self.seed, index))
         pick = int(np.searchsorted(self.cumulative, rng.random()))
         fov = self.fovs[min(pick, len(self.fovs) - 1)]
@@ -552,11 +556,14 @@ class PatchDataset(Dataset):
             stack = _elastic(stack, rng, aug.elastic_alpha)
         if aug.dihedral:
             stack = _dihedral(stack, rng)
-        return (
+        items = (
             torch.from_numpy(stack[:1].copy()),
             torch.from_numpy(stack[1:].copy()),
             torch.tensor(mask, dtype=torch.float32),
         )
+        if self.codes:
+            items += (modality_code(fov.modality),)
+        return items
 
 
 def _draw_gamma(rng: np.random.Generator, aug: AugmentConfig) -> float:

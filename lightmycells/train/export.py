@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import warnings
 from collections.abc import Sequence
@@ -27,9 +28,10 @@ from lightmycells.engine import manifest, normalize
 from lightmycells.io import ome
 from lightmycells.io.atomic import replacing, write_json, write_text
 from lightmycells.io.planes import read_plane
+from lightmycells.train import modality as conditioning
 from lightmycells.train.config import TrainConfig, ZStack, dump_config
 from lightmycells.train.models import build_model
-from lightmycells.vocab import MODALITIES
+from lightmycells.vocab import MODALITIES, Modality
 
 OPSET = 17
 TOLERANCE = 1e-4
@@ -56,6 +58,8 @@ class Loaded:
     step: int
     pixel_size_um: float | None
     val_planes: tuple[Path, ...]
+    modality_organelles: dict[str, list[str]] | None = None
+    """Per modality, the organelles that had training targets (None in older checkpoints)."""
 
 
 def load_checkpoint(path: str | Path) -> Loaded:
@@ -73,7 +77,45 @@ def load_checkpoint(path: str | Path) -> Loaded:
     model.load_state_dict(state["model"])
     model.eval()
     return Loaded(model, config, int(state["step"]), state.get("pixel_size_um"),
-                  tuple(Path(p) for p in state.get("val_planes", ())))
+                  tuple(Path(p) for p in state.get("val_planes", ())),
+                  state.get("modality_organelles"))
+
+
+def for_modality(loaded: Loaded, modality: Modality | str) -> Loaded:
+    """A modality-conditioned model as the plain model of one modality (code folded in).
+
+    It keeps the organelles that had training targets in that modality (all when the
+    checkpoint does not say), and its config names that modality only, so the export's file
+    name and manifest entry are the modality's.
+    """
+    organelles = [str(o) for o in loaded.config.data.organelles]
+    trained = (loaded.modality_organelles or {}).get(str(modality), organelles)
+    keep = [i for i, o in enumerate(organelles) if o in trained]
+    if not keep:
+        raise ExportError(f"modality {modality}: no organelle had training targets in it")
+    data_cfg = loaded.config.data.model_copy(
+        update={"organelles": [organelles[i] for i in keep], "modalities": [modality]})
+    return dataclasses.replace(
+        loaded, model=conditioning.FixedModality(loaded.model, modality, keep).eval(),
+        config=loaded.config.model_copy(update={"data": data_cfg}),
+    )
+
+
+def export_modalities(checkpoint: str | Path) -> list[Modality | None]:
+    """The per-modality exports a checkpoint needs.
+
+    Each trained modality of a conditioned model, else ``[None]`` (one plain export).
+    """
+    config = load_checkpoint(checkpoint).config
+    return list(config.data.modalities) if conditioning.conditioned(config) else [None]
+
+
+def _stem(cfg: TrainConfig) -> str:
+    """File stem: the organelles, and the modalities when not all three."""
+    stem = "-".join(str(o) for o in cfg.data.organelles)
+    if set(cfg.data.modalities) != set(MODALITIES):
+        stem += "." + "+".join(str(m) for m in cfg.data.modalities)
+    return stem
 
 
 def export_onnx(model: torch.nn.Module, path: Path, size: int, *,
@@ -207,13 +249,16 @@ def export_checkpoint(
     samples: Sequence[Path] | None = None, tolerance: float = TOLERANCE,
     write_manifest: bool = True, fp16: bool = False, fp16_tolerance: float = FP16_TOLERANCE,
     stem: str | None = None, static_tile: bool = False,
+    modality: Modality | str | None = None,
 ) -> ExportReport:
     """Export one checkpoint into the weights folder ``out``; see the module docstring.
 
     With ``fp16``, also writes ``<stem>.fp16.onnx`` (float16 inside, float32 in and
     out), checked against the float32 PyTorch model with ``fp16_tolerance``. ``stem``: the
-    files' name (default: the organelles, and the pixel-size range when there is one). With
-    ``static_tile`` the graph takes ``patch``² tiles only, and parity is checked at that size.
+    files' name (default: the organelles, the modalities when not all three, and the
+    pixel-size range when there is one). With ``static_tile`` the graph takes ``patch``²
+    tiles only, and parity is checked at that size. A modality-conditioned checkpoint exports
+    one ``modality`` per call (:func:`for_modality`).
 
     Raises
     ------
@@ -221,11 +266,15 @@ def export_checkpoint(
         When a parity check exceeds its tolerance (the ONNX file is then removed).
     """
     loaded = load_checkpoint(checkpoint)
+    if modality is not None:
+        loaded = for_modality(loaded, modality)
+    elif conditioning.conditioned(loaded.config):
+        raise ExportError(f"{checkpoint}: a modality-conditioned model exports per modality "
+                          f"(give modality: one of {', '.join(loaded.config.data.modalities)})")
     cfg = loaded.config
-    organelles = "-".join(str(o) for o in cfg.data.organelles)
-    name = name or f"{organelles}-{cfg.model.name}"
+    name = name or f"{_stem(cfg)}-{cfg.model.name}"
     if stem is None:
-        stem = organelles
+        stem = _stem(cfg)
         if cfg.data.pixel_size_range_um is not None:  # a per-range set shares one folder
             stem += "_{:g}-{:g}um".format(*cfg.data.pixel_size_range_um)
     patch = patch or cfg.val.tile
@@ -313,12 +362,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.name and len(args.checkpoint) > 1:
         parser.error("--name needs a single --checkpoint")
+    jobs = []
     for checkpoint in args.checkpoint:
         try:
+            jobs += [(checkpoint, m) for m in export_modalities(checkpoint)]
+        except ExportError as exc:
+            print(f"error: {exc}")
+            return 1
+    for checkpoint, modality in jobs:
+        name = args.name and (f"{args.name}-{modality}" if modality else args.name)
+        try:
             report = export_checkpoint(
-                checkpoint, args.out, name=args.name, patch=args.patch, overlap=args.overlap,
+                checkpoint, args.out, name=name, patch=args.patch, overlap=args.overlap,
                 samples=args.sample, tolerance=args.tolerance, fp16=args.fp16,
                 fp16_tolerance=args.fp16_tolerance, static_tile=args.static_tile,
+                modality=modality,
             )
         except (ExportError, ome.ImageError, OSError) as exc:
             print(f"error: {exc}")

@@ -30,7 +30,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from lightmycells.engine import tiling
 from lightmycells.eval import metrics
 from lightmycells.io.atomic import replacing
-from lightmycells.train import data
+from lightmycells.train import data, modality
+from lightmycells.train.adversarial import COLUMNS as ADVERSARY_COLUMNS
+from lightmycells.train.adversarial import build_adversary
 from lightmycells.train.config import RunKind, TrainConfig, dump_config
 from lightmycells.train.init import load_initial
 from lightmycells.train.losses import CombinedLoss
@@ -150,11 +152,14 @@ class Validator:
         modes = {m: m.training for m in model.modules()}  # frozen norms stay frozen after
         model.eval()
 
-        def predict(tiles: np.ndarray) -> np.ndarray:  # (B, 1, T, T) → (B, C, T, T)
-            return model(torch.from_numpy(tiles).to(device)).float().cpu().numpy()
-
         scores: dict[str, list[float]] = {}
         for fov in self.fovs:
+            cond = modality.condition(self.cfg, fov.modality, device)  # () unless dynamic
+
+            def predict(tiles: np.ndarray, cond: tuple = cond) -> np.ndarray:
+                # (B, 1, T, T) → (B, C, T, T)
+                return model(torch.from_numpy(tiles).to(device), *cond).float().cpu().numpy()
+
             # the container's normalisation (statistics of the image as read), then its
             # resampling when data.resample_um is set (the store resamples)
             plane = self.store.get(data.input_source(fov, self.cfg.data.zstack), fov.pixel_size_um)
@@ -303,15 +308,21 @@ class Supervised:
         return CombinedLoss(self.cfg.loss)
 
     @staticmethod
-    def forward(model: torch.nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The model on a batch (``mask``, the targets' availability, is the loss's)."""
-        return model(x)
+    def forward(model: torch.nn.Module, x: torch.Tensor, mask: torch.Tensor,
+                *cond: torch.Tensor) -> torch.Tensor:
+        """The model on a batch.
+
+        ``mask`` (the targets' availability) is the loss's; ``cond`` is the modality code of
+        a conditioned model.
+        """
+        return model(x, *cond)
 
     def dataset(self, fovs: Sequence[data.FieldOfView], organelles: Sequence[Organelle],
                 store: data.ImageStore, length: int) -> Dataset:
-        """Augmented (input, targets, mask) patches."""
+        """Augmented (input, targets, mask[, modality code]) patches."""
         return data.PatchDataset(fovs, organelles, self.cfg.data, seed=self.cfg.seed,
-                                 length=length, store=store)
+                                 length=length, store=store,
+                                 codes=modality.conditioned(self.cfg))
 
     def validator(self, fovs: Sequence[data.FieldOfView], organelles: Sequence[Organelle],
                   store: data.ImageStore) -> Validator:
@@ -346,8 +357,10 @@ class Trainer:
             load_initial(self.model, cfg.init_from, prefix=cfg.init_prefix)
         self.model = self.model.to(self.device)
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
+            self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+            betas=cfg.optim.betas,
         )
+        self.adversary = build_adversary(cfg, len(self.organelles), self.device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             lambda s: lr_factor(s, cfg.steps, cfg.optim.warmup_steps, cfg.optim.min_lr_ratio),
@@ -362,6 +375,8 @@ class Trainer:
         self.start = int(self.state["step"])
         if self.ctx.world > 1:
             self.model = DistributedDataParallel(self.model)
+            if self.adversary is not None:
+                self.adversary.distribute()
         self.validator = self.kind.validator(self.val_fovs, self.organelles, self.store)
         self.pixel_size = _training_pixel_size(cfg, self.train_fovs)
         self.log = self._open_log()
@@ -376,6 +391,8 @@ class Trainer:
         self.scheduler.load_state_dict(checkpoint["scheduler"])
         self.scaler.load_state_dict(checkpoint["scaler"])
         torch.set_rng_state(checkpoint["torch_rng"])
+        if self.adversary is not None:
+            self.adversary.load_state_dict(checkpoint["adversary"])
         self.state.update({k: checkpoint[k] for k in self.state})
 
     def _open_log(self) -> CsvLog | None:
@@ -384,7 +401,8 @@ class Trainer:
             return None
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.yaml").write_text(dump_config(self.cfg))
-        columns = ["step", "lr", "loss", *self.loss_fn.weights, "seconds",
+        adversary = list(ADVERSARY_COLUMNS) if self.adversary is not None else []
+        columns = ["step", "lr", "loss", *self.loss_fn.weights, *adversary, "seconds",
                    *self.validator.columns()]
         return CsvLog(self.out / LOG, columns, self.start)
 
@@ -402,6 +420,9 @@ class Trainer:
             "pixel_size_um": self.pixel_size,
             "train_fovs": len(self.train_fovs),
             "val_planes": [str(f.validation_plane()) for f in self.val_fovs],
+            "modality_organelles": modality.organelles_by_modality(self.train_fovs,
+                                                                   self.organelles),
+            **({"adversary": self.adversary.state_dict()} if self.adversary else {}),
         }
 
     def validate(self, step: int) -> bool:
@@ -421,13 +442,22 @@ class Trainer:
         patience = self.cfg.val.patience
         return patience is not None and state["bad_validations"] >= patience
 
-    def optimise(self, x: torch.Tensor, y: torch.Tensor,
-                 mask: torch.Tensor) -> tuple[float, dict[str, float]]:
-        """One optimisation step on a batch; the loss and its parts."""
+    def optimise(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor,
+                 *cond: torch.Tensor) -> tuple[float, dict[str, float]]:
+        """One optimisation step on a batch; the loss and its parts.
+
+        ``cond`` is the modality code of a conditioned model. With an adversary, its
+        discriminators are updated between the generator's forward pass and its update.
+        """
         x, y, mask = x.to(self.device), y.to(self.device), mask.to(self.device)
+        cond = tuple(c.to(self.device) for c in cond)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            pred = self.kind.forward(self.model, x, mask)
+            pred = self.kind.forward(self.model, x, mask, *cond)
         loss, parts = self.loss_fn(pred, y, mask)
+        if self.adversary is not None and self.adversary.active(self.scheduler.last_epoch):
+            parts |= self.adversary.discriminator_step(x, pred, y, mask)
+            g_adv, adv_parts = self.adversary.generator_term(x, pred, mask)
+            loss, parts = loss + self.adversary.cfg.weight * g_adv, parts | adv_parts
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.cfg.optim.grad_clip is not None:

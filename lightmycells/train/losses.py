@@ -40,6 +40,23 @@ def l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return _flat((pred - target).abs()).mean(-1)
 
 
+#: Seed 003's per-pixel weight of a target outside its own [p_low, p_high] range.
+OUT_OF_RANGE_WEIGHT = 0.1
+
+
+def l1_weighted(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Seed 003's adaptive L1 per (sample, channel): ``mean(M · |pred − target|)``.
+
+    ``M`` is computed per pixel: 1 where the target lies inside its own [p2, p99.8] range,
+    which after the project's percentile normalisation is the interval [0, 1], else
+    :data:`OUT_OF_RANGE_WEIGHT` (the seed's public code reduced the L1 to a scalar before
+    weighting, so its weighting did nothing; here it weights every pixel).
+    """
+    inside = (target >= 0) & (target <= 1)
+    weight = torch.where(inside, 1.0, OUT_OF_RANGE_WEIGHT).to(pred.dtype)
+    return _flat(weight * (pred - target).abs()).mean(-1)
+
+
 def pearson(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``1 - r`` with r the Pearson correlation per (sample, channel)."""
     p = _flat(pred)
@@ -90,6 +107,7 @@ TERMS: dict[str, PerChannel] = {
     "pearson": pearson,
     "cosine": cosine,
     "l1": l1,
+    "l1_weighted": l1_weighted,
 }
 
 

@@ -11,10 +11,12 @@ from collections.abc import Callable
 
 from torch import nn
 
-from lightmycells.train.config import Gate, ModelConfig, UnetrConfig
+from lightmycells.train.config import Condition, Decoders, Gate, ModelConfig, UnetrConfig
 from lightmycells.train.models.attresunet import AttentionResUNet
+from lightmycells.train.models.resgen import ResGenerator
 from lightmycells.train.models.runet import RUNet
 from lightmycells.train.models.unetr import UNETR
+from lightmycells.vocab import MODALITIES
 
 ModelFactory = Callable[[ModelConfig, int], nn.Module]
 
@@ -29,6 +31,13 @@ MODELS: dict[str, ModelFactory] = {
     ),
     "unetr": lambda cfg, out_channels: UNETR(
         out_channels=out_channels, **(cfg.unetr or UnetrConfig()).model_dump(),
+    ),
+    # seed 003's pix2pix generator: depth = its down-samplings, blocks at the bottom
+    "resgen": lambda cfg, out_channels: ResGenerator(
+        out_channels, width=cfg.width, downs=cfg.depth, blocks=cfg.blocks,
+        per_organelle=(cfg.decoders or Decoders.PER_ORGANELLE) == Decoders.PER_ORGANELLE,
+        norm=cfg.norm, dropout=cfg.dropout,
+        codes=len(MODALITIES) if cfg.condition == Condition.MODALITY else 0,
     ),
 }
 

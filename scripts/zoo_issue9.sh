@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Issue 9's comparison (docs/MODELS.md, seed 003): pix2pix ResNet generator with per-organelle
+# decoders, adversarial weight 0 vs 0.005, and separate / unified / dynamic models per
+# modality at matched total steps, on all four organelles, at a small CPU budget.
+#
+#   scripts/zoo_issue9.sh [STAGE ...]   stages: data train evaluate table (default: all)
+#
+# data:     the zoo's training set (simulator seed 11, 12 studies × 8 fields of view, 512², all
+#           labels) and held-out set (seed 9001, 12 × 3 × 3 planes), as scripts/zoo_issue11.sh;
+#           the held-out best-focus planes only are predicted (best_z.csv), to save CPU
+# train:    two lanes (one torch thread each, nice 10): unified (GAN) then the three separate
+#           models at STEPS/3 each; unified without GAN then dynamic
+# evaluate: export; weights folders unified, unified_nogan, separate (+ unified's "*"),
+#           dynamic (+ unified's "*"); predict with the container (inference.py, one thread),
+#           score with python -m lightmycells.evaluate
+# table:    PCC / SSIM per organelle × modality, high-frequency power ratio, GAN health
+#
+# Environment: RUN (runs/zoo), STEPS (300), PYTHON (python).
+set -euo pipefail
+
+RUN=${RUN:-runs/zoo}
+STEPS=${STEPS:-300}
+THIRD=$((STEPS / 3))
+PYTHON=${PYTHON:-python}
+Z=configs/zoo
+LANE_A=("s003_unified|$Z/seed003_unified.yaml|$STEPS|"
+        "s003_separate_BF|$Z/seed003_separate_BF.yaml|$THIRD|"
+        "s003_separate_PC|$Z/seed003_separate_PC.yaml|$THIRD|"
+        "s003_separate_DIC|$Z/seed003_separate_DIC.yaml|$THIRD|")
+LANE_B=("s003_unified_nogan|$Z/seed003_unified.yaml|$STEPS|--set gan.weight=0"
+        "s003_dynamic|$Z/seed003_dynamic.yaml|$STEPS|")
+
+stamp() { date -u +%H:%M:%S; }
+
+stage_data() {
+    [ -d "$RUN/data/train" ] || "$PYTHON" -m lightmycells.simulate --out "$RUN/data/train" \
+        --studies 12 --fovs 8 --seed 11 --size 512 --all-labels --quiet
+    [ -d "$RUN/data/heldout" ] || "$PYTHON" -m lightmycells.simulate --out "$RUN/data/heldout" \
+        --studies 12 --fovs 3 --seed 9001 --size 512 --all-labels --planes 3 --quiet
+    "$PYTHON" - "$RUN/data/heldout" "$RUN/data/heldout_best" <<'EOF'
+import csv, shutil, sys
+from pathlib import Path
+src, dst = Path(sys.argv[1]), Path(sys.argv[2])
+shutil.rmtree(dst, ignore_errors=True)
+rows = list(csv.DictReader((src / "best_z.csv").open()))
+best = {r["name"] for r in rows if r["image_z"] == r["best_z"]}
+for path in sorted(src.glob("Study_*/*.ome.tiff")):
+    stem = path.name.removesuffix(".ome.tiff")
+    if "_z" in stem and stem not in best:
+        continue
+    (dst / path.parent.name).mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, dst / path.parent.name / path.name)
+with (dst / "best_z.csv").open("w", newline="") as out:
+    writer = csv.DictWriter(out, list(rows[0]))
+    writer.writeheader()
+    writer.writerows(r for r in rows if r["name"] in best)
+EOF
+}
+
+run_lane() {
+    local item name config steps sets
+    for item in "$@"; do
+        IFS='|' read -r name config steps sets <<< "$item"
+        echo "[$(stamp)] start $name ($steps steps)"
+        # shellcheck disable=SC2086  # $sets holds separate words
+        nice -n 10 "$PYTHON" -m lightmycells.train --config "$config" \
+            --set "data.roots=[$RUN/data/train]" --set "out=$RUN/$name" --steps "$steps" \
+            $sets > "$RUN/$name.log" 2>&1
+        echo "[$(stamp)] end $name: $(tail -n 1 "$RUN/$name.log")"
+    done
+}
+
+stage_train() {
+    mkdir -p "$RUN"
+    run_lane "${LANE_A[@]}" &
+    local a=$!
+    run_lane "${LANE_B[@]}" &
+    local b=$!
+    wait "$a"
+    wait "$b"
+}
+
+export_into() {  # WEIGHTS RUN_NAME...
+    local weights=$1 name
+    shift
+    rm -rf "$weights"
+    for name in "$@"; do
+        "$PYTHON" -m lightmycells.export --checkpoint "$RUN/$name/last.pt" --out "$weights" \
+            2>&1 | grep -v -i warn | grep -v _jit_pass || true
+    done
+}
+
+stage_evaluate() {
+    export_into "$RUN/w3_unified" s003_unified
+    export_into "$RUN/w3_unified_nogan" s003_unified_nogan
+    export_into "$RUN/w3_separate" s003_unified s003_separate_BF s003_separate_PC \
+        s003_separate_DIC
+    export_into "$RUN/w3_dynamic" s003_unified s003_dynamic
+    local set name pred
+    for set in unified unified_nogan separate dynamic; do
+        pred="$RUN/pred3_$set"
+        rm -rf "$pred"
+        "$PYTHON" inference.py --weights "$RUN/w3_$set" --check > "$pred.routes.txt"
+        nice -n 10 "$PYTHON" inference.py --input "$RUN/data/heldout_best" --output "$pred" \
+            --weights "$RUN/w3_$set" --device cpu --threads 1 > "$pred.log" 2>&1
+        nice -n 10 "$PYTHON" -m lightmycells.evaluate --truth "$RUN/data/heldout_best" \
+            --pred "$pred" --out "$RUN/metrics3_$set.json" --jobs 1 --quiet
+        echo "[$(stamp)] $set scored: $RUN/metrics3_$set.json"
+    done
+}
+
+stage_table() {
+    "$PYTHON" scripts/seed003_table.py "$RUN"
+}
+
+main() {
+    local stages=("$@")
+    [ ${#stages[@]} -gt 0 ] || stages=(data train evaluate table)
+    local stage
+    for stage in "${stages[@]}"; do
+        case "$stage" in
+            data | train | evaluate | table) "stage_$stage" ;;
+            *) echo "unknown stage '$stage' (expected data, train, evaluate or table)" >&2
+               exit 2 ;;
+        esac
+    done
+}
+
+main "$@"
