@@ -96,7 +96,8 @@ def for_modality(loaded: Loaded, modality: Modality | str) -> Loaded:
     data_cfg = loaded.config.data.model_copy(
         update={"organelles": [organelles[i] for i in keep], "modalities": [modality]})
     return dataclasses.replace(
-        loaded, model=conditioning.FixedModality(loaded.model, modality, keep).eval(),
+        loaded, model=conditioning.FixedModality(loaded.model, modality, keep,
+                                                len(organelles)).eval(),
         config=loaded.config.model_copy(update={"data": data_cfg}),
     )
 
@@ -132,6 +133,8 @@ def export_onnx(model: torch.nn.Module, path: Path, size: int, *,
             # The torch.export-based exporter needs onnxscript, which is not installed; the
             # TorchScript exporter works offline, and torch warns that it is deprecated.
             warnings.simplefilter("ignore", DeprecationWarning)
+            # reflection padding traces to reversed slices, which the folder leaves unfolded
+            warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
             torch.onnx.export(
                 model.eval(), (torch.zeros(1, 1, size, size),), str(tmp), dynamo=False,
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=OPSET,

@@ -54,16 +54,17 @@ def organelles_by_modality(
 class FixedModality(torch.nn.Module):
     """A conditioned model with one modality's code folded in, keeping some output channels.
 
-    ``(B, 1, H, W)`` → ``(B, len(channels), H, W)``; traced to an ordinary ONNX file.
+    ``(B, 1, H, W)`` → ``(B, len(channels), H, W)`` of the model's ``outputs`` channels;
+    traced to an ordinary ONNX file.
     """
 
     def __init__(self, model: torch.nn.Module, modality: Modality | str,
-                 channels: Sequence[int]) -> None:
+                 channels: Sequence[int], outputs: int) -> None:
         super().__init__()
         self.net = model
         self.register_buffer("code", code(modality)[None])
         self.register_buffer("channels", torch.tensor(list(channels), dtype=torch.long))
-        self.all_channels = list(channels) == list(range(len(channels)))
+        self.all_channels = list(channels) == list(range(outputs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The model's prediction for this modality (selected channels)."""

@@ -33,14 +33,15 @@ class FiLM(nn.Module):
 
     def __init__(self, codes: int, channels: int) -> None:
         super().__init__()
-        self.to_gamma_beta = nn.Linear(codes, 2 * channels)
-        nn.init.zeros_(self.to_gamma_beta.weight)  # identity at initialisation
-        nn.init.zeros_(self.to_gamma_beta.bias)
+        self.gamma = nn.Linear(codes, channels)
+        self.beta = nn.Linear(codes, channels)
+        for layer in (self.gamma, self.beta):  # identity at initialisation
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) and (B or 1, K) → (B, C, H, W)."""
-        gamma, beta = self.to_gamma_beta(code)[:, :, None, None].chunk(2, dim=1)
-        return x * (1 + gamma) + beta
+        return x * (1 + self.gamma(code)[:, :, None, None]) + self.beta(code)[:, :, None, None]
 
 
 class ResnetBlock(nn.Module):
