@@ -3,10 +3,10 @@
 ``python scripts/seed003_table.py RUN`` prints, as Markdown:
 
 - PCC / SSIM per organelle × modality for each weights set (``RUN/metrics3_<set>.json``);
-- the high-frequency power ratio prediction / truth per organelle: the power of the
-  percentile-normalised image above a quarter of the Nyquist frequency, summed over the
-  held-out images, prediction over truth (1 = as much fine texture as the truth; a blurry
-  regression gives less);
+- the high-frequency power ratio prediction / truth per organelle: the share of an image's
+  power (mean removed) above a quarter of the Nyquist frequency, averaged over the held-out
+  images, prediction over truth (1 = as much fine texture as the truth; a blurry regression
+  gives less). A share, not an absolute power, so the prediction's scale does not enter;
 - GAN health from each run's ``log.csv``: discriminator loss and accuracy over the last
   ``LAST`` steps (ln 2 ≈ 0.693 and 50 % mean the discriminator tells nothing apart; → 0 means
   it wins outright).
@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from lightmycells.engine.normalize import Percentile
 from lightmycells.vocab import MODALITIES, ORGANELLES
 
 SETS = ("unified", "unified_nogan", "separate", "dynamic")
@@ -59,14 +58,13 @@ def scores(run: Path) -> None:
             print(f"| {name} | {metric} | " + " | ".join(cells) + f" | {_mean(every)} |")
 
 
-def high_power(image: np.ndarray) -> float:
-    """Power of the normalised image above ``HIGH`` × Nyquist (radial frequency)."""
-    x = Percentile().before(image.astype(np.float32))[0]
-    x = x - x.mean()
-    power = np.abs(np.fft.fft2(x)) ** 2
+def high_share(image: np.ndarray) -> float:
+    """Share of the image's power (mean removed) above ``HIGH`` × Nyquist (radial)."""
+    x = image.astype(np.float64)
+    power = np.abs(np.fft.fft2(x - x.mean())) ** 2
     fy = np.fft.fftfreq(x.shape[0])[:, None]
     fx = np.fft.fftfreq(x.shape[1])[None, :]
-    return float(power[np.hypot(fy, fx) > HIGH * 0.5].sum())
+    return float(power[np.hypot(fy, fx) > HIGH * 0.5].sum() / max(power.sum(), 1e-30))
 
 
 def hf_ratios(run: Path) -> None:
@@ -80,15 +78,16 @@ def hf_ratios(run: Path) -> None:
             continue
         cells = []
         for organelle in ORGANELLES:
-            pred_power = truth_power = 0.0
+            pred_share, truth_share = [], []
             for pred in sorted((pred_root / organelle.output_folder).rglob("*.tiff")):
                 image_id = pred.name.split("_")[1]
                 truth = pred.parent.relative_to(pred_root / organelle.output_folder)
                 truth = truth_root / truth / f"image_{image_id}_{organelle.title}.ome.tiff"
                 if truth.exists():
-                    pred_power += high_power(tifffile.imread(pred))
-                    truth_power += high_power(tifffile.imread(truth))
-            cells.append(f"{pred_power / truth_power:.2f}" if truth_power else "–")
+                    pred_share.append(high_share(tifffile.imread(pred)))
+                    truth_share.append(high_share(tifffile.imread(truth)))
+            cells.append(f"{np.mean(pred_share) / np.mean(truth_share):.3f}"
+                         if truth_share else "–")
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 

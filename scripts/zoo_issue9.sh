@@ -15,7 +15,7 @@
 #           score with python -m lightmycells.evaluate
 # table:    PCC / SSIM per organelle × modality, high-frequency power ratio, GAN health
 #
-# Environment: RUN (runs/zoo), STEPS (300), PYTHON (python).
+# Environment: RUN (runs/zoo), STEPS (300), PYTHON (python), SETS (evaluate only these sets).
 set -euo pipefail
 
 RUN=${RUN:-runs/zoo}
@@ -90,22 +90,32 @@ export_into() {  # WEIGHTS RUN_NAME...
     done
 }
 
+# weights set → the runs exported into it (the unified model's "*" entry completes the
+# per-modality sets: DIC→actin and unknown modality)
+declare -A MEMBERS=(
+    [unified]="s003_unified"
+    [unified_nogan]="s003_unified_nogan"
+    [separate]="s003_unified s003_separate_BF s003_separate_PC s003_separate_DIC"
+    [dynamic]="s003_unified s003_dynamic"
+)
+
+evaluate_set() {
+    local set=$1 pred="$RUN/pred3_$1"
+    # shellcheck disable=SC2086  # the members are separate words
+    export_into "$RUN/w3_$set" ${MEMBERS[$set]}
+    rm -rf "$pred"
+    "$PYTHON" inference.py --weights "$RUN/w3_$set" --check > "$pred.routes.txt"
+    nice -n 10 "$PYTHON" inference.py --input "$RUN/data/heldout_best" --output "$pred" \
+        --weights "$RUN/w3_$set" --device cpu --threads 1 > "$pred.log" 2>&1
+    nice -n 10 "$PYTHON" -m lightmycells.evaluate --truth "$RUN/data/heldout_best" \
+        --pred "$pred" --out "$RUN/metrics3_$set.json" --jobs 1 --quiet
+    echo "[$(stamp)] $set scored: $RUN/metrics3_$set.json"
+}
+
 stage_evaluate() {
-    export_into "$RUN/w3_unified" s003_unified
-    export_into "$RUN/w3_unified_nogan" s003_unified_nogan
-    export_into "$RUN/w3_separate" s003_unified s003_separate_BF s003_separate_PC \
-        s003_separate_DIC
-    export_into "$RUN/w3_dynamic" s003_unified s003_dynamic
-    local set name pred
-    for set in unified unified_nogan separate dynamic; do
-        pred="$RUN/pred3_$set"
-        rm -rf "$pred"
-        "$PYTHON" inference.py --weights "$RUN/w3_$set" --check > "$pred.routes.txt"
-        nice -n 10 "$PYTHON" inference.py --input "$RUN/data/heldout_best" --output "$pred" \
-            --weights "$RUN/w3_$set" --device cpu --threads 1 > "$pred.log" 2>&1
-        nice -n 10 "$PYTHON" -m lightmycells.evaluate --truth "$RUN/data/heldout_best" \
-            --pred "$pred" --out "$RUN/metrics3_$set.json" --jobs 1 --quiet
-        echo "[$(stamp)] $set scored: $RUN/metrics3_$set.json"
+    local set
+    for set in ${SETS:-unified unified_nogan separate dynamic}; do
+        evaluate_set "$set"
     done
 }
 
