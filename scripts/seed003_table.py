@@ -25,9 +25,9 @@ import tifffile
 
 from lightmycells.vocab import MODALITIES, ORGANELLES
 
-SETS = ("unified", "unified_nogan", "separate", "dynamic")
-RUNS = ("s003_unified", "s003_dynamic", "s003_separate_BF", "s003_separate_PC",
-        "s003_separate_DIC")
+SETS = ("unified", "unified_nogan", "unified_nogan_s1", "unified_gan05", "separate", "dynamic")
+RUNS = ("s003_unified", "s003_unified_gan05", "s003_dynamic", "s003_separate_BF",
+        "s003_separate_PC", "s003_separate_DIC")
 #: Frequencies above this fraction of Nyquist count as high.
 HIGH = 0.25
 LAST = 100

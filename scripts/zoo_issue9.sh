@@ -8,8 +8,9 @@
 # data:     the zoo's training set (simulator seed 11, 12 studies × 8 fields of view, 512², all
 #           labels) and held-out set (seed 9001, 12 × 3 × 3 planes), as scripts/zoo_issue11.sh;
 #           the held-out best-focus planes only are predicted (best_z.csv), to save CPU
-# train:    two lanes (one torch thread each, nice 10): unified (GAN) then the three separate
-#           models at STEPS/3 each; unified without GAN then dynamic
+# train:    two lanes (one torch thread each, nice 10): unified (GAN), the three separate
+#           models at STEPS/3 each, unified at gan.weight 0.05; unified without GAN, dynamic,
+#           unified without GAN at seed 1 (run-to-run noise)
 # evaluate: export; weights folders unified, unified_nogan, separate (+ unified's "*"),
 #           dynamic (+ unified's "*"); predict with the container (inference.py, one thread),
 #           score with python -m lightmycells.evaluate
@@ -26,9 +27,11 @@ Z=configs/zoo
 LANE_A=("s003_unified|$Z/seed003_unified.yaml|$STEPS|"
         "s003_separate_BF|$Z/seed003_separate_BF.yaml|$THIRD|"
         "s003_separate_PC|$Z/seed003_separate_PC.yaml|$THIRD|"
-        "s003_separate_DIC|$Z/seed003_separate_DIC.yaml|$THIRD|")
+        "s003_separate_DIC|$Z/seed003_separate_DIC.yaml|$THIRD|"
+        "s003_unified_gan05|$Z/seed003_unified.yaml|$STEPS|--set gan.weight=0.05")
 LANE_B=("s003_unified_nogan|$Z/seed003_unified.yaml|$STEPS|--set gan.weight=0"
-        "s003_dynamic|$Z/seed003_dynamic.yaml|$STEPS|")
+        "s003_dynamic|$Z/seed003_dynamic.yaml|$STEPS|"
+        "s003_unified_nogan_s1|$Z/seed003_unified.yaml|$STEPS|--set gan.weight=0 --set seed=1")
 
 stamp() { date -u +%H:%M:%S; }
 
@@ -95,6 +98,8 @@ export_into() {  # WEIGHTS RUN_NAME...
 declare -A MEMBERS=(
     [unified]="s003_unified"
     [unified_nogan]="s003_unified_nogan"
+    [unified_nogan_s1]="s003_unified_nogan_s1"
+    [unified_gan05]="s003_unified_gan05"
     [separate]="s003_unified s003_separate_BF s003_separate_PC s003_separate_DIC"
     [dynamic]="s003_unified s003_dynamic"
 )
@@ -114,7 +119,7 @@ evaluate_set() {
 
 stage_evaluate() {
     local set
-    for set in ${SETS:-unified unified_nogan separate dynamic}; do
+    for set in ${SETS:-unified unified_nogan separate dynamic unified_nogan_s1 unified_gan05}; do
         evaluate_set "$set"
     done
 }

@@ -31,7 +31,7 @@ from lightmycells.io.planes import read_plane
 from lightmycells.train import modality as conditioning
 from lightmycells.train.config import TrainConfig, ZStack, dump_config
 from lightmycells.train.models import build_model
-from lightmycells.vocab import MODALITIES, Modality
+from lightmycells.vocab import MODALITIES, Modality, Organelle
 
 OPSET = 17
 TOLERANCE = 1e-4
@@ -93,8 +93,9 @@ def for_modality(loaded: Loaded, modality: Modality | str) -> Loaded:
     keep = [i for i, o in enumerate(organelles) if o in trained]
     if not keep:
         raise ExportError(f"modality {modality}: no organelle had training targets in it")
-    data_cfg = loaded.config.data.model_copy(
-        update={"organelles": [organelles[i] for i in keep], "modalities": [modality]})
+    data_cfg = loaded.config.data.model_copy(update={
+        "organelles": [Organelle(organelles[i]) for i in keep],
+        "modalities": [Modality(modality)]})
     return dataclasses.replace(
         loaded, model=conditioning.FixedModality(loaded.model, modality, keep,
                                                 len(organelles)).eval(),
