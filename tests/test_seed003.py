@@ -3,7 +3,6 @@
 import copy
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ from lightmycells.train.modality import code
 from lightmycells.train.models.patchgan import PatchGAN, receptive_field
 from lightmycells.train.models.resgen import ResGenerator
 from lightmycells.vocab import INPUT_FOLDER, ORGANELLES, Modality, Organelle
+from tests.test_train_helpers import torchrun, with_overrides
 
 pytestmark = pytest.mark.torch
 REPO = Path(__file__).resolve().parents[1]
@@ -57,13 +57,7 @@ def tiny(root, out, **overrides):
         "gan": {"weight": 0.05, "width": 4, "start_step": 1},
         "val": {"every": 100, "tile": 32, "batch_size": 2},
     }
-    for dotted, value in overrides.items():
-        node = raw
-        *parents, leaf = dotted.split("__")
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
-    return parse_config(raw)
+    return with_overrides(raw, **overrides)
 
 
 def _log(out):
@@ -331,12 +325,7 @@ def test_two_process_torchrun_with_discriminators(simulated, tmp_path):
     cfg = tiny(simulated, tmp_path / "run", steps=3, model__condition="modality")
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-         "--nproc_per_node", "2", "-m", "lightmycells.train", "--config", str(config)],
-        capture_output=True, text=True, timeout=300, env=env, cwd=REPO,
-    )
+    done = torchrun(config, REPO, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("[train] done: step 3") == 2
     log = _log(tmp_path / "run")

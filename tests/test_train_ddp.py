@@ -1,13 +1,11 @@
 import csv
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 import yaml
 
-from tests.test_train_helpers import make_studies, tiny_config
+from tests.test_train_helpers import make_studies, tiny_config, torchrun
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
@@ -17,12 +15,7 @@ def test_two_process_torchrun_gloo_smoke(tmp_path):
     cfg = tiny_config(root, tmp_path / "run", steps=3, checkpoint_every=2, val__every=2)
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-         "--nproc_per_node", "2", "-m", "lightmycells.train", "--config", str(config)],
-        capture_output=True, text=True, timeout=240, env=env, cwd=os.getcwd(),
-    )
+    done = torchrun(config, os.getcwd())
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("[train] done: step 3") == 2  # both ranks ran to the end
     with (tmp_path / "run" / "log.csv").open() as handle:

@@ -6,27 +6,33 @@ and the mitochondria target a sharper one, so a small model can learn them in a 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 from lightmycells.io import ome
-from lightmycells.train.config import parse_config
+from lightmycells.train.config import TrainConfig, parse_config
 
 MODALITIES = ("BF", "PC")
 
 
 def make_studies(root: Path, *, studies: int = 2, fovs: int = 3, planes: int = 2,
                  size: tuple[int, int] = (48, 48), seed: int = 0,
-                 pixel_um: float = 0.1) -> Path:
-    """Write ``studies`` × ``fovs`` fields of view; mitochondria only on even FOV ids."""
+                 pixel_um: float = 0.1, modalities: tuple[str, ...] = MODALITIES) -> Path:
+    """Write ``studies`` × ``fovs`` fields of view; mitochondria only on even FOV ids.
+
+    Study ``s`` is in ``modalities[(s - 1) % len(modalities)]``.
+    """
     rng = np.random.default_rng(seed)
     image_id = 0
     for s in range(1, studies + 1):
         folder = root / f"Study_{s}"
         folder.mkdir(parents=True)
-        modality = MODALITIES[(s - 1) % len(MODALITIES)]
+        modality = modalities[(s - 1) % len(modalities)]
         for _ in range(fovs):
             image_id += 1
             base = ndimage.gaussian_filter(rng.random(size), 2.0)
@@ -62,6 +68,11 @@ def tiny_config(root: Path, out: Path, **overrides):
         "optim": {"lr": 3e-3, "warmup_steps": 2},
         "val": {"every": 4, "tile": 32, "batch_size": 2},
     }
+    return with_overrides(raw, **overrides)
+
+
+def with_overrides(raw: dict, **overrides) -> TrainConfig:
+    """``raw`` with ``section__key=value`` overrides applied, validated."""
     for dotted, value in overrides.items():
         node = raw
         *parents, leaf = dotted.split("__")
@@ -69,3 +80,15 @@ def tiny_config(root: Path, out: Path, **overrides):
             node = node[key]
         node[leaf] = value
     return parse_config(raw)
+
+
+def torchrun(config: Path, cwd: Path | str, *, processes: int = 2,
+             timeout: float = 240) -> subprocess.CompletedProcess:
+    """``python -m lightmycells.train --config CONFIG`` under torchrun (gloo, one thread each)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
+         "--nproc_per_node", str(processes), "-m", "lightmycells.train", "--config",
+         str(config)],
+        capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd,
+    )

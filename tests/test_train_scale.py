@@ -198,7 +198,8 @@ def test_zoo_config_runs_at_any_step_count(tmp_path, path):
     raw = yaml.safe_load(path.read_text())["data"]
     lo, hi = raw.get("pixel_size_range_um") or (0.09, 0.11)
     pixel_um = (lo + hi) / 2  # inside a per-range config's range
-    root = make_studies(tmp_path / "d", size=(64, 64), pixel_um=pixel_um)
+    modalities = tuple(raw.get("modalities") or ("BF", "PC"))  # a per-modality config's own
+    root = make_studies(tmp_path / "d", size=(64, 64), pixel_um=pixel_um, modalities=modalities)
     out = tmp_path / "run"
     common = ["--set", f"data.roots=[{root}]", "--set", "data.batch_size=2",
               "--set", "data.max_val_images=1", "--steps", "2"]
