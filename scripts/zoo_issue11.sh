@@ -33,7 +33,8 @@ LANE_B=("att_none|$Z/seed004_attresunet_none.yaml|"
         "runet_native_s1|$Z/seed000_runet_native.yaml|--set seed=1"
         "att_oktay_s1|$Z/seed004_attresunet_oktay.yaml|--set seed=1")
 
-stamp() { date -u +%H:%M:%S; }
+# shellcheck source=scripts/zoo_lanes.sh
+source "$(dirname "$0")/zoo_lanes.sh"
 
 stage_data() {
     "$PYTHON" -m lightmycells.simulate --out "$RUN/data/train" --studies 12 --fovs 8 --seed 11 \
@@ -63,28 +64,7 @@ shutil.copy(src / "best_z.csv", dst / "best_z.csv")
 EOF
 }
 
-run_lane() {
-    local item name config sets
-    for item in "$@"; do
-        IFS='|' read -r name config sets <<< "$item"
-        echo "[$(stamp)] start $name"
-        # shellcheck disable=SC2086  # $sets holds separate words
-        nice -n 10 "$PYTHON" -m lightmycells.train --config "$config" \
-            --set "data.roots=[$RUN/data/train]" --set "out=$RUN/$name" --steps "$STEPS" \
-            $sets > "$RUN/$name.log" 2>&1
-        echo "[$(stamp)] end $name: $(tail -n 1 "$RUN/$name.log")"
-    done
-}
-
-stage_train() {
-    mkdir -p "$RUN"
-    run_lane "${LANE_A[@]}" &
-    local a=$!
-    run_lane "${LANE_B[@]}" &
-    local b=$!
-    wait "$a"
-    wait "$b"
-}
+stage_train() { train_lanes; }
 
 evaluate_one() {
     local name=$1 weights="$RUN/w_$1"

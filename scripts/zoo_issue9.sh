@@ -24,16 +24,17 @@ STEPS=${STEPS:-300}
 THIRD=$((STEPS / 3))
 PYTHON=${PYTHON:-python}
 Z=configs/zoo
-LANE_A=("s003_unified|$Z/seed003_unified.yaml|$STEPS|"
-        "s003_separate_BF|$Z/seed003_separate_BF.yaml|$THIRD|"
-        "s003_separate_PC|$Z/seed003_separate_PC.yaml|$THIRD|"
-        "s003_separate_DIC|$Z/seed003_separate_DIC.yaml|$THIRD|"
-        "s003_unified_gan05|$Z/seed003_unified.yaml|$STEPS|--set gan.weight=0.05")
-LANE_B=("s003_unified_nogan|$Z/seed003_unified.yaml|$STEPS|--set gan.weight=0"
-        "s003_dynamic|$Z/seed003_dynamic.yaml|$STEPS|"
-        "s003_unified_nogan_s1|$Z/seed003_unified.yaml|$STEPS|--set gan.weight=0 --set seed=1")
+LANE_A=("s003_unified|$Z/seed003_unified.yaml|"
+        "s003_separate_BF|$Z/seed003_separate_BF.yaml|--steps $THIRD"
+        "s003_separate_PC|$Z/seed003_separate_PC.yaml|--steps $THIRD"
+        "s003_separate_DIC|$Z/seed003_separate_DIC.yaml|--steps $THIRD"
+        "s003_unified_gan05|$Z/seed003_unified.yaml|--set gan.weight=0.05")
+LANE_B=("s003_unified_nogan|$Z/seed003_unified.yaml|--set gan.weight=0"
+        "s003_dynamic|$Z/seed003_dynamic.yaml|"
+        "s003_unified_nogan_s1|$Z/seed003_unified.yaml|--set gan.weight=0 --set seed=1")
 
-stamp() { date -u +%H:%M:%S; }
+# shellcheck source=scripts/zoo_lanes.sh
+source "$(dirname "$0")/zoo_lanes.sh"
 
 stage_data() {
     [ -d "$RUN/data/train" ] || "$PYTHON" -m lightmycells.simulate --out "$RUN/data/train" \
@@ -60,28 +61,7 @@ with (dst / "best_z.csv").open("w", newline="") as out:
 EOF
 }
 
-run_lane() {
-    local item name config steps sets
-    for item in "$@"; do
-        IFS='|' read -r name config steps sets <<< "$item"
-        echo "[$(stamp)] start $name ($steps steps)"
-        # shellcheck disable=SC2086  # $sets holds separate words
-        nice -n 10 "$PYTHON" -m lightmycells.train --config "$config" \
-            --set "data.roots=[$RUN/data/train]" --set "out=$RUN/$name" --steps "$steps" \
-            $sets > "$RUN/$name.log" 2>&1
-        echo "[$(stamp)] end $name: $(tail -n 1 "$RUN/$name.log")"
-    done
-}
-
-stage_train() {
-    mkdir -p "$RUN"
-    run_lane "${LANE_A[@]}" &
-    local a=$!
-    run_lane "${LANE_B[@]}" &
-    local b=$!
-    wait "$a"
-    wait "$b"
-}
+stage_train() { train_lanes; }
 
 export_into() {  # WEIGHTS RUN_NAME...
     local weights=$1 name
