@@ -55,6 +55,10 @@ def main(argv: Sequence[str], env: Mapping[str, str]) -> int:
                   "batch_size": processor.predictor.batch_size,
                   "cudnn_search": str(processor.predictor.runtime.search)},
         records=records,
+        # Overlap reading and writing with the model only when the model runs on a GPU: on
+        # the CPU, ONNX Runtime already uses every core and the read/write threads take them
+        # from it (2 cores: pipelined 0.81 x compute-only vs sequential 0.85, docs/BENCHMARKS.md).
+        pipelined=device == "cuda",
     )
 
 
