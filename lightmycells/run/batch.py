@@ -6,9 +6,10 @@ tests); an exception from it fails that input only. Before the first input, temp
 killed run left for this shard's files are removed. With ``records`` (batch mode) each
 finished input gets a record (``lightmycells.run.record``) and ``--resume`` skips an input
 only when its record matches. SIGTERM stops the run after rolling back the current input
-(``lightmycells.run.stop``). A processor with ``load``/``compute``/``write`` stages
-(``process.Processor``) runs pipelined: the next input is read and the previous one written
-on background threads while the current one computes (``lightmycells.run.pipeline``).
+(``lightmycells.run.stop``). With ``pipelined`` (the container sets it on CUDA only), a
+processor with ``load``/``compute``/``write`` stages (``process.Processor``) reads the next
+input and writes the previous one on background threads while the current one computes
+(``lightmycells.run.pipeline``).
 """
 
 from __future__ import annotations
