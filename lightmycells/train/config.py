@@ -500,8 +500,8 @@ def parse_config(
         raise ConfigError("\n".join(lines)) from None
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    """Read and validate a YAML training config (see :func:`parse_config`)."""
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """The YAML mapping in ``path`` (a config, or a recipe of dotted keys), unvalidated."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -509,7 +509,12 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
         raise ConfigError(f"{path}: cannot read config ({exc})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    return parse_config(raw, source=str(path), overrides=overrides)
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read and validate a YAML training config (see :func:`parse_config`)."""
+    return parse_config(read_mapping(path), source=str(path), overrides=overrides)
 
 
 def dump_config(config: TrainConfig) -> str:

@@ -24,11 +24,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lightmycells.engine import manifest
 from lightmycells.io.atomic import write_json
-from lightmycells.train.config import ConfigError, TrainConfig, parse_config, set_dotted
+from lightmycells.train.config import (
+    ConfigError,
+    TrainConfig,
+    parse_config,
+    read_mapping,
+    set_dotted,
+)
 from lightmycells.train.data import DataError
 from lightmycells.train.export import CONFIG_SUFFIX, export_checkpoint
 from lightmycells.train.init import InitError
@@ -81,12 +85,9 @@ def run_config(base_dir: Path, entry: manifest.ModelEntry, recipe: Path, pairs: 
 
 def _read_yaml(path: Path, what: str) -> dict[str, Any]:
     try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise FinetuneError(f"cannot read {path} ({what}): {exc}") from None
-    if not isinstance(doc, dict):
-        raise FinetuneError(f"{path} ({what}): expected a mapping of keys")
-    return doc
+        return read_mapping(path)
+    except ConfigError as exc:
+        raise FinetuneError(f"{exc} — {what}") from None
 
 
 def kept_entries(weights: manifest.Manifest, organelle: Organelle,
