@@ -49,7 +49,7 @@ def test_rows_become_fields_of_view_and_bad_rows_are_named(tmp_path):
     )
     lines: list[str] = []
     index = read_pairs(csv, log=lines.append)
-    assert lines == index.problems and len(lines) == 4
+    assert len(index.problems) == 4 and lines[:4] == index.problems
     by_row = {int(line.split(" row ")[1].split(":")[0]): line for line in lines}
     assert "small.png" in by_row[4] and "(32, 32)" in by_row[4] and "(64, 80)" in by_row[4]
     assert "missing.tif: no such file" in by_row[5]
@@ -95,3 +95,12 @@ def test_pairs_train_patches_with_masks(tmp_path):
     x, y, mask = data[0]
     assert x.shape == (1, 32, 32) and y.shape == (2, 32, 32)
     assert mask.tolist() == [1.0, 0.0] and float(y[1].abs().sum()) == 0.0
+
+
+def test_a_pair_without_any_modality_is_assumed_bright_field_and_says_so(tmp_path):
+    folder = _pairs(tmp_path)
+    (folder / "p.csv").write_text("input,organelle,target\nfov1_dapi.tif,nucleus,fov1_actin.png\n")
+    lines: list[str] = []
+    index = read_pairs(folder / "p.csv", log=lines.append)
+    assert index.fovs[0].modality is Modality.BF and not index.problems
+    assert len(lines) == 1 and "fov1_dapi.tif" in lines[0] and "assuming BF" in lines[0]

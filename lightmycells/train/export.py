@@ -399,3 +399,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}")
         return 1
     return 0
+
+
+if __name__ == "__main__":  # python -m lightmycells.export is the documented name
+    import sys
+
+    sys.exit(main())

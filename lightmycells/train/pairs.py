@@ -11,7 +11,7 @@ One row per (input, organelle, target) pair::
 - ``organelle``: nucleus, mitochondria, tubulin or actin;
 - ``target``: the fluorescence image, same shape as every input plane;
 - ``modality`` (optional): BF, PC or DIC (microscope words such as "Phase" are accepted);
-  when empty, the input file's metadata decides, else BF;
+  when empty, the input file's metadata decides, else BF (said in one line);
 - ``pixel_size_um`` (optional): the input's pixel size; when empty, the file's metadata.
 
 Relative paths are relative to the CSV's folder. Files may be TIFF, OME-TIFF or PNG
@@ -42,7 +42,7 @@ PAIRS_STUDY = "pairs"
 @dataclass
 class _Group:
     planes: tuple[Path, ...]
-    modality: Modality
+    modality: Modality | None  # None: neither the file nor the CSV says
     pixel_size_um: tuple[float, float] | None
     targets: dict[Organelle, Path] = field(default_factory=dict)
 
@@ -77,6 +77,11 @@ def read_pairs(csv_path: str | Path, *, log: Callable[[str], None] = print) -> P
             log(problem)
     if not groups:
         raise DataError(f"{csv_path}: no usable pair ({len(problems)} rows left out)")
+    for group in groups.values():
+        if group.modality is None:
+            log(f"{csv_path}: {group.planes[0]}: no modality in the file or the CSV; "
+                f"assuming {Modality.BF} (add a modality column to say otherwise)")
+            group.modality = Modality.BF
     fovs = [FieldOfView(study=PAIRS_STUDY, image_id=f"{i:04d}", modality=group.modality,
                         planes=group.planes, z=tuple(range(len(group.planes))),
                         targets=dict(group.targets), pixel_size_um=group.pixel_size_um)
@@ -144,7 +149,7 @@ def _checked_shape(path: Path, shapes: dict[Path, tuple[int, ...]]) -> tuple[int
 
 
 def _modality_and_size(row: dict[str, str],
-                       first: Path) -> tuple[Modality, tuple[float, float] | None]:
+                       first: Path) -> tuple[Modality | None, tuple[float, float] | None]:
     plane = read_plane(first)
     modality = plane.modality
     if row.get("modality"):
@@ -161,4 +166,4 @@ def _modality_and_size(row: dict[str, str],
         if not 0 < value < float("inf"):
             raise DataError(f"pixel_size_um {row['pixel_size_um']!r} is not a positive number")
         size = (value, value)
-    return modality or Modality.BF, size
+    return modality, size
