@@ -27,6 +27,7 @@ import csv
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from lightmycells.io import ome
 from lightmycells.io.planes import read_plane
@@ -67,10 +68,10 @@ def read_pairs(csv_path: str | Path, *, log: Callable[[str], None] = print) -> P
     rows = _read_rows(csv_path)
     groups: dict[tuple[Path, ...], _Group] = {}
     problems: list[str] = []
-    shapes: dict[Path, tuple[int, ...]] = {}
+    seen: dict[Path, _Facts] = {}  # each file is read once, however many rows name it
     for number, row in rows:
         try:
-            _add_row(csv_path, row, groups, shapes)
+            _add_row(csv_path, row, groups, seen)
         except DataError as exc:
             problem = f"{csv_path} row {number}: {exc}"
             problems.append(problem)
@@ -106,7 +107,7 @@ def _read_rows(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
 
 
 def _add_row(csv_path: Path, row: dict[str, str], groups: dict[tuple[Path, ...], _Group],
-             shapes: dict[Path, tuple[int, ...]]) -> None:
+             seen: dict[Path, _Facts]) -> None:
     """Check one row's files and fold it into its field of view (raises DataError)."""
     try:
         organelle = Organelle(row["organelle"].lower())
@@ -117,15 +118,15 @@ def _add_row(csv_path: Path, row: dict[str, str], groups: dict[tuple[Path, ...],
     if not planes:
         raise DataError("empty input")
     target = _resolve(csv_path, row["target"])
-    first = _checked_shape(planes[0], shapes)
+    first = _facts(planes[0], seen)
     for path in (*planes[1:], target):
-        shape = _checked_shape(path, shapes)
-        if shape != first:
+        shape = _facts(path, seen).shape
+        if shape != first.shape:
             raise DataError(f"{path}: shape {shape} differs from the input {planes[0].name} "
-                            f"{first}")
+                            f"{first.shape}")
     group = groups.get(planes)
     if group is None:
-        group = groups[planes] = _Group(planes, *_modality_and_size(row, planes[0]))
+        group = groups[planes] = _Group(planes, *_modality_and_size(row, first))
     if organelle in group.targets and group.targets[organelle] != target:
         raise DataError(f"a second {organelle} target {target} for the same input "
                         f"(first: {group.targets[organelle]})")
@@ -137,20 +138,28 @@ def _resolve(csv_path: Path, name: str) -> Path:
     return path if path.is_absolute() else csv_path.parent / path
 
 
-def _checked_shape(path: Path, shapes: dict[Path, tuple[int, ...]]) -> tuple[int, ...]:
-    if path not in shapes:
+class _Facts(NamedTuple):
+    """What the checks need of a file, read once: its shape and what its metadata says."""
+
+    shape: tuple[int, ...]
+    pixel_size_um: tuple[float, float] | None
+    modality: Modality | None
+
+
+def _facts(path: Path, seen: dict[Path, _Facts]) -> _Facts:
+    if path not in seen:
         if not path.is_file():
             raise DataError(f"{path}: no such file")
         try:
-            shapes[path] = read_plane(path).pixels.shape
+            plane = read_plane(path)
         except ome.ImageError as exc:
             raise DataError(str(exc)) from None
-    return shapes[path]
+        seen[path] = _Facts(plane.pixels.shape, plane.pixel_size_um, plane.modality)
+    return seen[path]
 
 
 def _modality_and_size(row: dict[str, str],
-                       first: Path) -> tuple[Modality | None, tuple[float, float] | None]:
-    plane = read_plane(first)
+                       plane: _Facts) -> tuple[Modality | None, tuple[float, float] | None]:
     modality = plane.modality
     if row.get("modality"):
         try:
