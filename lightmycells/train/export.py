@@ -45,6 +45,11 @@ OUTPUT_NAME = "output"
 CONFIG_SUFFIX = ".train.yaml"
 
 
+def config_beside(onnx_path: Path) -> Path:
+    """The training config beside a model: ``x.onnx`` → ``x.train.yaml``."""
+    return onnx_path.with_name(onnx_path.stem + CONFIG_SUFFIX)
+
+
 class ExportError(RuntimeError):
     """The export could not produce a model that matches PyTorch; the message says why."""
 
@@ -289,7 +294,7 @@ def export_checkpoint(
     out = Path(out)
     onnx_path = export_onnx(loaded.model, out / f"{stem}.onnx", patch, static_tile=static_tile)
     # the training config beside the model, so a fine-tuning run can rebuild its architecture
-    write_text(out / f"{stem}{CONFIG_SUFFIX}", dump_config(cfg))
+    write_text(config_beside(onnx_path), dump_config(cfg))
 
     rng = np.random.default_rng(0)
     random_inputs = [

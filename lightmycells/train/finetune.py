@@ -34,7 +34,7 @@ from lightmycells.train.config import (
     set_dotted,
 )
 from lightmycells.train.data import DataError
-from lightmycells.train.export import CONFIG_SUFFIX, export_checkpoint
+from lightmycells.train.export import config_beside, export_checkpoint
 from lightmycells.train.init import InitError
 from lightmycells.train.loop import BEST, train
 from lightmycells.train.pairs import read_pairs
@@ -66,7 +66,7 @@ def base_entry(weights: manifest.Manifest, organelle: Organelle, modality: str,
 def run_config(base_dir: Path, entry: manifest.ModelEntry, recipe: Path, pairs: Path,
                modalities: Sequence[str], run_dir: Path, overrides: Sequence[str]) -> TrainConfig:
     """The base model's training config, the recipe over it, then the pairs and ``overrides``."""
-    sidecar = base_dir / (Path(entry.file).stem + CONFIG_SUFFIX)
+    sidecar = config_beside(base_dir / entry.file)
     raw = _read_yaml(sidecar, f"the base model needs its training config beside it "
                               f"({sidecar.name})")
     steps = _read_yaml(recipe, "the fine-tuning recipe")
@@ -149,11 +149,10 @@ def finetune(pairs: Path, organelle: Organelle, out: Path, *, base: Path = DEFAU
 
 
 def _copied(entry: manifest.ModelEntry, base: Path, out: Path) -> dict[str, Any]:
-    files = [entry.file, *([entry.fp16.file] if entry.fp16 else [])]
-    sidecar = Path(entry.file).stem + CONFIG_SUFFIX
-    files += [sidecar] if (base / sidecar).exists() else []
-    for name in files:
-        shutil.copy2(base / name, out / name)
+    files = [base / entry.file, *([base / entry.fp16.file] if entry.fp16 else [])]
+    files += [p for p in [config_beside(base / entry.file)] if p.exists()]
+    for path in files:
+        shutil.copy2(path, out / path.name)
     return entry.model_dump(mode="json")
 
 
