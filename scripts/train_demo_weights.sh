@@ -31,7 +31,8 @@ PYTHON=${PYTHON:-python}
 LANE_A=("nucleus:1600:50:configs/demo_deep.yaml" "actin:1500:30:configs/demo_deep.yaml")
 LANE_B=("mitochondria:1500:38:configs/demo.yaml" "tubulin:1500:30:configs/demo_deep.yaml")
 
-stamp() { date -u +%H:%M:%S; }
+# shellcheck source=scripts/stages.sh
+source "$(dirname "$0")/stages.sh"
 
 stage_data() {
     echo "[$(stamp)] simulating training data (seed $TRAIN_SEED) and held-out data (seed $HELDOUT_SEED)"
@@ -92,17 +93,8 @@ stage_evaluate() {
 }
 
 main() {
-    local stages=("$@")
-    [ ${#stages[@]} -gt 0 ] || stages=(data train export evaluate)
-    local stage
-    for stage in "${stages[@]}"; do
-        case "$stage" in
-            data | train | export | evaluate) "stage_$stage" ;;
-            *) echo "unknown stage '$stage' (expected data, train, export or evaluate)" >&2
-               exit 2 ;;
-        esac
-    done
-    echo "[$(stamp)] done: ${stages[*]}"
+    run_stages "data train export evaluate" "$@"
+    echo "[$(stamp)] done: ${*:-data train export evaluate}"
 }
 
 main "$@"

@@ -34,7 +34,8 @@ PYTHON=${PYTHON:-python}
 Z=configs/zoo
 MAE=$RUN/mae$PRE_STEPS
 
-stamp() { date -u +%H:%M:%S; }
+# shellcheck source=scripts/stages.sh
+source "$(dirname "$0")/stages.sh"
 
 stage_data() {
     [ -d "$RUN/data/train" ] || "$PYTHON" -m lightmycells.simulate --out "$RUN/data/train" \
@@ -169,8 +170,4 @@ for weights in sorted(run.glob("w_*/")):
 EOF
 }
 
-for stage in "${@:-data pretrain train evaluate table figure cost}"; do
-    for one in $stage; do
-        "stage_$one"
-    done
-done
+run_stages "data pretrain train evaluate table figure cost" "$@"

@@ -152,17 +152,4 @@ for held in ("heldout", "heldout_x3"):
 EOF
 }
 
-main() {
-    local stages=("$@")
-    [ ${#stages[@]} -gt 0 ] || stages=(data coarse train evaluate table)
-    local stage
-    for stage in "${stages[@]}"; do
-        case "$stage" in
-            data | coarse | train | evaluate | table) "stage_$stage" ;;
-            *) echo "unknown stage '$stage' (expected data, coarse, train, evaluate or table)" >&2
-               exit 2 ;;
-        esac
-    done
-}
-
-main "$@"
+run_stages "data coarse train evaluate table" "$@"

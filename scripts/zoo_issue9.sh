@@ -108,17 +108,4 @@ stage_table() {
     "$PYTHON" scripts/seed003_table.py "$RUN"
 }
 
-main() {
-    local stages=("$@")
-    [ ${#stages[@]} -gt 0 ] || stages=(data train evaluate table)
-    local stage
-    for stage in "${stages[@]}"; do
-        case "$stage" in
-            data | train | evaluate | table) "stage_$stage" ;;
-            *) echo "unknown stage '$stage' (expected data, train, evaluate or table)" >&2
-               exit 2 ;;
-        esac
-    done
-}
-
-main "$@"
+run_stages "data train evaluate table" "$@"

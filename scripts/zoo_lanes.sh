@@ -4,7 +4,8 @@
 # PYTHON and the arrays LANE_A, LANE_B. An item's own "--steps N" among its overrides wins
 # over STEPS (the last --steps on the command line counts).
 
-stamp() { date -u +%H:%M:%S; }
+# shellcheck source=scripts/stages.sh
+source "$(dirname "${BASH_SOURCE[0]}")/stages.sh"
 
 run_lane() {
     local item name config sets
