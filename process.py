@@ -310,16 +310,12 @@ def auto_batch_size(device: str, entries: Sequence[Any]) -> int:
 
 
 def routed_models(manifest: Any, organelles: Sequence[Organelle]) -> list[Any]:
-    """The manifest entries serving ``organelles`` on some modality (or an unknown one)."""
-    from lightmycells.engine.manifest import RouteError
+    """The manifest entries that can serve ``organelles``: every entry listing one of them.
 
-    entries: dict[str, Any] = {}
-    for organelle in organelles:
-        for modality in (*Modality, None):
-            with contextlib.suppress(RouteError):  # a missing route fails only its images
-                entry = manifest.route(organelle, modality)
-                entries.setdefault(entry.name, entry)
-    return list(entries.values())
+    Each such entry serves some image — a modality, an unknown modality (``"*"``) or a pixel
+    size in its range — so each is built and tested before the first image.
+    """
+    return [entry for entry in manifest.models if any(o in entry.organelles for o in organelles)]
 
 
 def precision(manifest: Any, organelles: Sequence[Organelle], device: str,

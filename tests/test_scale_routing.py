@@ -173,3 +173,12 @@ def test_zstack_all_predicts_every_plane_with_any_manifest_key(
     planes, meta = ome.read(_outputs(out, "s_BF.tiff")[Organelle.NUCLEUS])
     assert meta.axes == "ZYX"
     np.testing.assert_allclose(planes, stack + 10, atol=1e-3)
+
+
+def test_models_that_serve_only_a_pixel_size_range_are_tested_before_the_first_image(
+        per_range):
+    import process
+    from lightmycells.engine import manifest
+
+    names = {e.name for e in process.routed_models(manifest.load(per_range), ORGANELLES)}
+    assert names == {"m100x", "m60x", "m20x"}
