@@ -227,16 +227,19 @@ def _scale_and_stack_keys(cfg: TrainConfig) -> dict[str, Any]:
     return keys
 
 
+def write_manifest(weights_dir: Path, entries: Sequence[dict[str, Any]]) -> Path:
+    """Write ``weights_dir/manifest.json`` (format 1) with ``entries`` sorted by name."""
+    return write_json(weights_dir / manifest.MANIFEST_NAME,
+                      {"format": 1, "models": sorted(entries, key=lambda m: m["name"])})
+
+
 def update_manifest(weights_dir: Path, entry: dict[str, Any]) -> Path:
     """Add ``entry`` to ``weights_dir/manifest.json``, replacing one with the same name."""
     path = weights_dir / manifest.MANIFEST_NAME
-    doc: dict[str, Any] = {"format": 1, "models": []}
-    if path.exists():
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    doc["models"] = [m for m in doc.get("models", []) if m.get("name") != entry["name"]]
-    doc["models"].append(entry)
-    doc["models"].sort(key=lambda m: m["name"])
-    return write_json(path, doc)
+    models = json.loads(path.read_text(encoding="utf-8")).get("models", []) \
+        if path.exists() else []
+    return write_manifest(weights_dir, [*(m for m in models if m.get("name") != entry["name"]),
+                                        entry])
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from lightmycells.engine import manifest
-from lightmycells.io.atomic import write_json
 from lightmycells.train.config import (
     ConfigError,
     TrainConfig,
@@ -34,11 +33,11 @@ from lightmycells.train.config import (
     set_dotted,
 )
 from lightmycells.train.data import DataError
-from lightmycells.train.export import config_beside, export_checkpoint
+from lightmycells.train.export import config_beside, export_checkpoint, write_manifest
 from lightmycells.train.init import InitError
 from lightmycells.train.loop import BEST, train
 from lightmycells.train.pairs import read_pairs
-from lightmycells.vocab import MODALITIES, Organelle
+from lightmycells.vocab import Organelle
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_RECIPE = ROOT / "configs" / "recipes" / "finetune.yaml"
@@ -125,7 +124,6 @@ def finetune(pairs: Path, organelle: Organelle, out: Path, *, base: Path = DEFAU
     if not usable:
         raise FinetuneError(f"{pairs}: no usable pair has a {organelle} target")
     present = sorted({str(f.modality) for f in usable})
-    modalities = ["*"] if set(present) == set(MODALITIES) else present
     entry = base_entry(weights, organelle, present[0], usable[0].pixel_size_um)
     log(f"[finetune] {organelle}: {len(usable)} image(s) ({', '.join(present)}) from {pairs}; "
         f"base model {entry.name} ({entry.file})")
@@ -137,10 +135,10 @@ def finetune(pairs: Path, organelle: Organelle, out: Path, *, base: Path = DEFAU
     out.mkdir(parents=True, exist_ok=True)
     report = export_checkpoint(result.out / BEST, out, name=f"{organelle}-{SUFFIX}",
                                stem=f"{organelle}-{SUFFIX}", write_manifest=False)
-    new = dict(report.entry, modalities=modalities)
-    write_json(out / manifest.MANIFEST_NAME, {"format": 1, "models": [
+    modalities = report.entry["modalities"]  # the pairs' modalities ("*" for all three)
+    write_manifest(out, [
         *(_copied(e, Path(base), out) for e in kept_entries(weights, organelle, modalities)),
-        new]})
+        report.entry])
     manifest.load(out)  # the folder the container will read: checked now, not at first use
     log(f"[finetune] wrote {out}: {organelle} ({', '.join(modalities)}) -> {report.onnx_path.name}"
         f" (parity {report.parity_random:.2g}); serve it with "
