@@ -73,7 +73,7 @@ def _changed_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | N
                if old.get(key) != value]
     if not changes:
         return None
-    if "manifest_sha256" in (c.split()[0] for c in changes):
+    if "manifest_sha256" in new and old.get("manifest_sha256") != new["manifest_sha256"]:
         return f"weights changed (manifest sha256 {str(old.get('manifest_sha256'))[:12]} -> " \
                f"{str(new['manifest_sha256'])[:12]})"
     return "settings changed: " + ", ".join(changes)
