@@ -47,7 +47,7 @@ def main(argv: Sequence[str], env: Mapping[str, str]) -> int:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return batch.EXIT_CONFIG
     records = None if settings.grand_challenge else pixel_settings(
-        args, settings, manifest, device, processor.predictor.runtime)
+        args, manifest, processor.predictor.runtime)
     return batch.run(
         discovery, processor, output=settings.output, organelles=settings.organelles,
         shard=settings.shard, resume=args.resume, summary_path=settings.summary,
@@ -62,8 +62,7 @@ def main(argv: Sequence[str], env: Mapping[str, str]) -> int:
     )
 
 
-def pixel_settings(args: argparse.Namespace, settings: cli.Settings, manifest: Any,
-                   device: str, runtime: Any = None) -> dict[str, Any]:
+def pixel_settings(args: argparse.Namespace, manifest: Any, runtime: Any) -> dict[str, Any]:
     """What changes an output's pixels; ``--resume`` redoes an input when any of it changed.
 
     The manifest's fingerprint covers every model file (entries carry their sha256).
@@ -78,7 +77,7 @@ def pixel_settings(args: argparse.Namespace, settings: cli.Settings, manifest: A
         "resample": not args.no_resample,
         "zstack": args.zstack,
         "modality": str(args.modality) if args.modality else None,
-        "precision": process.precision(manifest, settings.organelles, device, runtime),
+        "precision": process.precision(runtime),
     }
 
 

@@ -318,16 +318,10 @@ def routed_models(manifest: Any, organelles: Sequence[Organelle]) -> list[Any]:
     return [entry for entry in manifest.models if any(o in entry.organelles for o in organelles)]
 
 
-def precision(manifest: Any, organelles: Sequence[Organelle], device: str,
-              runtime: Any = None) -> str:
-    """``"fp16"`` when a routed model runs its float16 variant (on CUDA), else ``"fp32"``.
+def precision(runtime: Any) -> str:
+    """``"fp16"`` when a model the run loaded runs its float16 variant, else ``"fp32"``.
 
-    With the run's ``runtime`` (models already loaded), what it really runs: a variant that
-    failed the parity check on this GPU runs in fp32.
+    What really runs: a variant that failed the parity check on this GPU runs in fp32.
     """
-    if runtime is not None:
-        return "fp16" if any(m.file.name == m.entry.fp16.file for m in runtime.loaded
-                             if m.entry.fp16 is not None) else "fp32"
-    fp16 = device == "cuda" and any(
-        entry.fp16 is not None for entry in routed_models(manifest, organelles))
-    return "fp16" if fp16 else "fp32"
+    return "fp16" if any(m.file.name == m.entry.fp16.file for m in runtime.loaded
+                         if m.entry.fp16 is not None) else "fp32"

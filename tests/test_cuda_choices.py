@@ -125,7 +125,7 @@ def test_fp16_is_used_only_where_parity_holds(tmp_path, variant, used):
     assert model.file.name == used
     error = rt.fp16_errors[entry.name]
     # what --resume records is what runs, not what the manifest offers
-    assert process.precision(manifest.load(folder), ["nucleus"], "cuda", rt) == (
+    assert process.precision(rt) == (
         "fp16" if used == "all.fp16.onnx" else "fp32")
     if used == "all.onnx":
         assert error > runtime.FP16_PARITY and len(said) == 1 and "fp32" in said[0]
