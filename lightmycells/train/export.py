@@ -307,17 +307,14 @@ def export_checkpoint(
     ]
     spec = {"kind": "percentile", "low": cfg.data.norm_low, "high": cfg.data.norm_high}
     sample_paths = list(samples) if samples else [p for p in loaded.val_planes if p.exists()]
+    real = real_inputs(sample_paths, patch, spec)  # read once, for fp32 and fp16 parity
     parity_random = max_difference(loaded.model, onnx_path, random_inputs)
-    parity_real = (
-        max_difference(loaded.model, onnx_path, real_inputs(sample_paths, patch, spec))
-        if sample_paths else None
-    )
+    parity_real = max_difference(loaded.model, onnx_path, real) if real else None
     _check_parity(onnx_path, max(parity_random, parity_real or 0.0), tolerance)
     entry = manifest_entry(loaded, name=name, file=onnx_path.name, onnx_path=onnx_path,
                            patch=patch, overlap=overlap)
     parity_fp16 = None
     if fp16:
-        real = real_inputs(sample_paths, patch, spec) if sample_paths else []
         half_path = out / f"{stem}.fp16.onnx"
         parity_fp16 = _export_fp16(loaded.model, half_path, patch, [*random_inputs, *real],
                                    fp16_tolerance, static_tile)

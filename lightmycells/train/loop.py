@@ -163,8 +163,9 @@ class Validator:
             # the container's normalisation (statistics of the image as read), then its
             # resampling when data.resample_um is set (the store resamples)
             plane = self.store.get(data.input_source(fov, self.cfg.data.zstack), fov.pixel_size_um)
-            held = data.training_rows(self.cfg.data, plane.pixels.shape[0])
-            held = held if self.cfg.data.split == "region" else 0  # rows scored from here
+            # rows scored from here: the held-out bottom region, or the whole image
+            held = (data.training_rows(self.cfg.data, plane.pixels.shape[0])
+                    if self.cfg.data.split == "region" else 0)
             x = plane.normalized()[held:]
             pred = tiling.predict_tiled(
                 x, predict, tile=self.cfg.val.tile, overlap=self.cfg.val.overlap,
