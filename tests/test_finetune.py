@@ -36,6 +36,8 @@ def _pairs_csv(tmp_path: Path, modality: str = "BF") -> Path:
 
 def test_csv_to_weights_folder_that_routes_the_new_model(tmp_path, capsys):
     csv = _pairs_csv(tmp_path)
+    with csv.open("a") as handle:  # a bad row: named once, though two steps use the pairs
+        handle.write("missing.tif,nucleus,missing_dapi.tif\n")
     out = tmp_path / "my_weights"
     code = main(["--pairs", str(csv), "--organelle", "nucleus", "--out", str(out),
                  "--run", str(tmp_path / "run"), "--set", "steps=3", "--set", "val.every=2",
@@ -51,6 +53,7 @@ def test_csv_to_weights_folder_that_routes_the_new_model(tmp_path, capsys):
     assert (out / "nucleus-finetuned.train.yaml").exists() and (out / "actin.fp16.onnx").exists()
     log = capsys.readouterr().out
     assert "init_from" in log and "loaded" in log and "skipped 0" in log
+    assert log.count("missing.tif: no such file") == 1
     # the container serves the folder
     import inference
     from lightmycells.run import cli  # noqa: F401  (imported for the entry point below)

@@ -129,7 +129,7 @@ def finetune(pairs: Path, organelle: Organelle, out: Path, *, base: Path = DEFAU
         f"base model {entry.name} ({entry.file})")
     run_dir = run_dir or out.parent / f".{out.name}-run" / str(organelle)
     cfg = run_config(Path(base), entry, Path(recipe), Path(pairs), present, run_dir, overrides)
-    result = train(cfg)
+    result = train(cfg, pairs=index)
     log(f"[finetune] trained {result.step} steps (stopped by {result.stopped}), best "
         f"validation score {result.best_score}")
     out.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ from lightmycells.train.init import load_initial
 from lightmycells.train.losses import CombinedLoss
 from lightmycells.train.mae import MaskedAutoencoding
 from lightmycells.train.models import build_model
-from lightmycells.train.pairs import read_pairs
+from lightmycells.train.pairs import PairsIndex, read_pairs
 from lightmycells.vocab import METRICS, Organelle
 
 LAST = "last.pt"
@@ -265,14 +265,18 @@ def _agree(flag: bool, ctx: Distributed) -> bool:
 
 
 def _select_fovs(
-    cfg: TrainConfig,
+    cfg: TrainConfig, pairs: PairsIndex | None = None,
 ) -> tuple[list[data.FieldOfView], list[data.FieldOfView]]:
-    """(training, validation) fields of view: indexed, range-filtered, split, with targets."""
+    """(training, validation) fields of view: indexed, range-filtered, split, with targets.
+
+    ``pairs``: ``cfg.data.pairs`` already read (by ``lightmycells.finetune``), not read again.
+    """
     fovs = (data.stored_fovs(cfg.data.store, cfg.data.modalities) if cfg.data.store
             else data.index_fovs(cfg.data.roots, cfg.data.modalities) if cfg.data.roots
             else [])
     if cfg.data.pairs is not None:
-        fovs += [f for f in read_pairs(cfg.data.pairs).fovs if f.modality in cfg.data.modalities]
+        pairs = pairs or read_pairs(cfg.data.pairs)
+        fovs += [f for f in pairs.fovs if f.modality in cfg.data.modalities]
     if cfg.data.pixel_size_range_um is not None:
         fovs = data.in_pixel_range(fovs, *cfg.data.pixel_size_range_um)
     if cfg.data.split == "region":  # every image trains above its held-out bottom rows
@@ -293,12 +297,12 @@ class Supervised:
     dataset, validator); :class:`Trainer` does the rest the same way for all of them.
     """
 
-    def __init__(self, cfg: TrainConfig) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: TrainConfig, pairs: PairsIndex | None = None) -> None:
+        self.cfg, self.pairs = cfg, pairs
 
     def fovs(self) -> tuple[list[data.FieldOfView], list[data.FieldOfView]]:
         """(training, validation) fields of view (see :func:`_select_fovs`)."""
-        return _select_fovs(self.cfg)
+        return _select_fovs(self.cfg, self.pairs)
 
     def model(self, out_channels: int) -> torch.nn.Module:
         """The registered architecture ``model.name``."""
@@ -341,7 +345,7 @@ RUN_KINDS: dict[RunKind, type] = {
 class Trainer:
     """One run's model, optimiser, schedule, data and bookkeeping; :meth:`run` trains it."""
 
-    def __init__(self, cfg: TrainConfig) -> None:
+    def __init__(self, cfg: TrainConfig, pairs: PairsIndex | None = None) -> None:
         self.started = time.monotonic()
         self.cfg, self.out = cfg, Path(cfg.out)
         self.ctx = _init_distributed(cfg.device)
@@ -350,7 +354,7 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self.organelles = list(cfg.data.organelles)
-        self.kind = RUN_KINDS[cfg.run_kind](cfg)
+        self.kind = RUN_KINDS[cfg.run_kind](cfg, pairs)
         self.train_fovs, self.val_fovs = self.kind.fovs()
         self.store = data.image_store(cfg.data)
         self.model = self.kind.model(len(self.organelles))
@@ -542,7 +546,8 @@ class Trainer:
                            stopped=stopped, last_loss=loss)
 
 
-def train(cfg: TrainConfig, *, stop_at: int | None = None) -> TrainResult:
+def train(cfg: TrainConfig, *, stop_at: int | None = None,
+          pairs: PairsIndex | None = None) -> TrainResult:
     """Run (or resume) one training run described by ``cfg``; see the module docstring.
 
     Parameters
@@ -552,5 +557,7 @@ def train(cfg: TrainConfig, *, stop_at: int | None = None) -> TrainResult:
     stop_at:
         Stop after this step with a checkpoint, as an interrupted run would (the learning-rate
         schedule still spans ``cfg.steps``); a later call with ``cfg.resume`` continues.
+    pairs:
+        ``cfg.data.pairs`` already read, so it is not read (and its problems not logged) twice.
     """
-    return Trainer(cfg).run(stop_at)
+    return Trainer(cfg, pairs).run(stop_at)

@@ -255,7 +255,8 @@ class MaeValidator:
 class MaskedAutoencoding:
     """The ``mae`` run kind: unlabelled planes, :class:`MaskedAutoencoder`, masked-token MSE."""
 
-    def __init__(self, cfg: TrainConfig) -> None:
+    def __init__(self, cfg: TrainConfig, pairs: object = None) -> None:
+        # pairs: the run-kind signature; pretraining indexes folders of planes, not pairs
         if cfg.pretrain is None:
             raise ValueError("the mae run kind needs a pretrain section")
         self.cfg, self.pre = cfg, cfg.pretrain
