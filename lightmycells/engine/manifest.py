@@ -435,7 +435,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-_NORM_KINDS = frozenset(("percentile", "zscore", "minmax", "none"))
+_NORM_KINDS = frozenset(normalize.NormKind)  # the union's tags, as pydantic names them
 
 
 def _one_line(error: ValidationError, raw: Any) -> str:
