@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -287,10 +287,15 @@ def _resolution_um(
         if num == 0:
             return None, "none"
         sizes.append(unit_um * den / num)
-    low, high = PLAUSIBLE_PIXEL_UM
-    if not all(low <= size <= high for size in sizes):
-        return None, f"none ({source} of {max(sizes):.4g} µm per pixel ignored)"
+    if (bad := _implausible(sizes)) is not None:
+        return None, f"none ({source} of {bad:.4g} µm per pixel ignored)"
     return (sizes[0], sizes[1]), source
+
+
+def _implausible(sizes: Sequence[float]) -> float | None:
+    """The first size outside :data:`PLAUSIBLE_PIXEL_UM` (NaN, 0 and negatives too), or None."""
+    low, high = PLAUSIBLE_PIXEL_UM
+    return next((size for size in sizes if not low <= size <= high), None)
 
 
 def _strip_prefix(_path: Any, key: str, value: Any) -> tuple[str, Any]:
@@ -408,9 +413,8 @@ def _physical_size(pixels: Mapping[str, Any]) -> tuple[tuple[float, float] | Non
         except ValueError:
             return None, f"OME PhysicalSize{source} {value!r} ignored: not a number"
         sizes.append(size)
-    low, high = PLAUSIBLE_PIXEL_UM
-    if not all(low <= size <= high for size in sizes):  # also NaN, 0 and negative sizes
-        bad = next(size for size in sizes if not low <= size <= high)
+    if (bad := _implausible(sizes)) is not None:
+        low, high = PLAUSIBLE_PIXEL_UM
         return None, (f"OME PhysicalSize of {bad:.4g} µm per pixel ignored: outside "
                       f"{low:g}–{high:g} µm")
     return (sizes[0], sizes[1]), None
