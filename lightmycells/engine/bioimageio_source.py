@@ -44,6 +44,7 @@ from lightmycells.engine.manifest import (
     ModelEntry,
     sha256_file,
 )
+from lightmycells.engine.tiling import TILE_MULTIPLE  # the container plans tiles in its multiples
 from lightmycells.vocab import ORGANELLES, Modality, Organelle
 
 #: Description file names bioimage.io accepts (also ``anything.<name>``), in its order.
@@ -51,8 +52,6 @@ YAML_NAMES = ("rdf.yaml", "bioimageio.yaml", "model.yaml")
 #: Tile edge aimed at when the package does not say (the shipped models' patch).
 DEFAULT_PATCH = 256
 DEFAULT_OVERLAP = 0.25
-#: The container's planned tiles are multiples of this (``tiling.TILE_MULTIPLE``).
-TILE_MULTIPLE = 64
 #: Micrometres per unit of the format's space units the container meets in practice.
 UNIT_UM = {"nanometer": 1e-3, "micrometer": 1.0, "millimeter": 1e3, "meter": 1e6,
            "angstrom": 1e-4}
