@@ -30,7 +30,8 @@ class _Handler(BaseHTTPRequestHandler):
     cut: set[str]
     log: list[tuple[str, str | None]]
     corrupt: set[str]
-    slow: float = 0.0  # seconds between 4 KiB blocks of a body (lets a test kill mid-file)
+    stall: set[str] = set()  # paths whose body stops at half until ``release`` is set
+    release: threading.Event
     ranges: bool = True  # False: a server that ignores Range and always sends 200
 
     def log_message(self, *args) -> None:  # keep pytest output clean
@@ -62,11 +63,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             return
-        if self.slow:
-            for i in range(0, len(body), 4096):
-                self.wfile.write(body[i: i + 4096])
-                self.wfile.flush()
-                time.sleep(self.slow)
+        if rel in self.stall and start == 0:  # hold the client mid-file: a kill lands there
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.release.wait(SERVER_SECONDS)
+            self.close_connection = True
             return
         self.wfile.write(body)
 
@@ -77,7 +78,8 @@ def server(tmp_path):
     root = tmp_path / "remote"
     make_replica(root, studies=[3, 28], max_fovs=1, scale=1 / 8)
     fetch_mod.write_manifest(root, root / "manifest.tsv")
-    handler = type("H", (_Handler,), {"root": root, "cut": set(), "log": [], "corrupt": set()})
+    handler = type("H", (_Handler,), {"root": root, "cut": set(), "log": [], "corrupt": set(),
+                                      "stall": set(), "release": threading.Event()})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -88,6 +90,7 @@ def server(tmp_path):
         yield f"http://127.0.0.1:{httpd.server_address[1]}", root, handler
     finally:
         stopper.cancel()
+        handler.release.set()
         httpd.shutdown()
         httpd.server_close()
         thread.join(10)
@@ -179,26 +182,27 @@ def test_default_remotes_are_the_organisers_list_once():
 
 def test_killed_fetch_resumes_to_the_same_files(server, tmp_path):
     base, root, handler = server
-    handler.slow = 0.02
+    big = max(root.glob("Study_*/*.ome.tiff"), key=lambda p: p.stat().st_size)
+    stalled = big.relative_to(root).as_posix()
+    handler.stall = {stalled}  # its body stops at half, so the kill always lands mid-file
     dest = tmp_path / "local"
+    part = dest / (stalled + ".part")
     cmd = [sys.executable, "-m", "lightmycells.data", "fetch", "--base-url", base,
            "--manifest", f"{base}/manifest.tsv", "--dest", str(dest), "--jobs", "2",
            "--no-progress"]
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO,
                             stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    parts: list[Path] = []
     while time.monotonic() < deadline and proc.poll() is None:
-        parts = [p for p in dest.rglob("*.part") if p.stat().st_size > 0]
-        done = [p for p in dest.glob("Study_*/*.ome.tiff")]
-        if parts and len(done) >= 3:
+        done = list(dest.glob("Study_*/*.ome.tiff"))
+        if part.exists() and part.stat().st_size > 0 and len(done) >= 3:
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.01)
     assert proc.wait(30) == -signal.SIGKILL, "the fetch finished before it could be killed"
-    parts = [p for p in dest.rglob("*.part") if p.stat().st_size > 0]
-    assert parts  # cut off mid-file by the kill
-    handler.slow = 0.0
+    assert 0 < part.stat().st_size < big.stat().st_size  # cut off mid-file by the kill
+    handler.stall = set()
+    handler.release.set()
     handler.log.clear()
     summary = fetch_mod.fetch(base, dest, fetch_mod.read_manifest(str(root / "manifest.tsv")),
                               jobs=2, backoff=0, progress=False)
