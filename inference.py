@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from lightmycells.run import batch, cli
-from lightmycells.vocab import Modality
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 
@@ -38,7 +37,7 @@ def main(argv: Sequence[str], env: Mapping[str, str]) -> int:
                 manifest, settings.organelles, device=args.device, threads=args.threads,
                 tta=args.tta, batch_size=args.batch_size, overlap=args.overlap,
                 resample=not args.no_resample, zstack=args.zstack,
-                modality=Modality(args.modality) if args.modality else None,
+                modality=args.modality,  # a Modality already (cli parses it)
                 images=len(settings.shard.select(discovery.jobs)),
             )
         except (RuntimeError, ValueError) as exc:  # the device, or a model failing its test run

@@ -187,7 +187,8 @@ def check_folders(settings: Settings) -> None:
 
 
 def load_manifest(
-    weights: Path, organelles: tuple[Organelle, ...] | None = None, modality: str | None = None
+    weights: Path, organelles: tuple[Organelle, ...] | None = None,
+    modality: Modality | None = None,
 ) -> Any:
     """Load ``weights/manifest.json``, or a bioimage.io package as a one-model manifest.
 
@@ -199,7 +200,7 @@ def load_manifest(
     try:
         if bioimageio_source.is_package(weights):
             return bioimageio_source.load(
-                weights, organelles=organelles, modality=Modality(modality) if modality else None)
+                weights, organelles=organelles, modality=modality)
         return manifest.load(weights)
     except (manifest.ManifestError, OSError, ValueError) as exc:
         raise ConfigError(str(exc)) from None  # names the manifest or model file already
