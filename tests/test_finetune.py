@@ -126,3 +126,18 @@ def test_the_recipe_over_each_shipped_config_is_valid(organelle, tmp_path):
                      tmp_path / "run", [])
     assert cfg.init_from == WEIGHTS / entry.file and cfg.optim.freeze_norm
     assert cfg.data.split == "region" and cfg.data.organelles == [Organelle(organelle)]
+
+
+def test_a_modality_conditioned_base_is_refused_with_what_to_do_instead(tmp_path):
+    """A seed-003 dynamic model's per-modality ONNX has its code folded into constants: it
+    cannot rebuild the conditioned PyTorch model, so fine-tuning from it is refused."""
+    from lightmycells.train.finetune import DEFAULT_RECIPE, FinetuneError, run_config
+
+    entry = manifest.load(WEIGHTS).route(Organelle.NUCLEUS, Modality.BF)
+    base = tmp_path / "base"
+    base.mkdir()
+    shutil.copy(WEIGHTS / entry.file, base / entry.file)
+    shutil.copy(ROOT / "configs" / "zoo" / "seed003_dynamic.yaml",
+                base / entry.file.replace(".onnx", ".train.yaml"))
+    with pytest.raises(FinetuneError, match="modality-conditioned.*init_from=CHECKPOINT"):
+        run_config(base, entry, DEFAULT_RECIPE, tmp_path / "p.csv", ["BF"], tmp_path / "run", [])

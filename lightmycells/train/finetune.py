@@ -36,6 +36,7 @@ from lightmycells.train.data import DataError
 from lightmycells.train.export import config_beside, export_checkpoint, write_manifest
 from lightmycells.train.init import InitError
 from lightmycells.train.loop import BEST, train
+from lightmycells.train.modality import conditioned
 from lightmycells.train.pairs import read_pairs
 from lightmycells.vocab import Organelle
 
@@ -77,9 +78,16 @@ def run_config(base_dir: Path, entry: manifest.ModelEntry, recipe: Path, pairs: 
                        "init_from": str(base_dir / entry.file), "init_prefix": None}.items():
         set_dotted(raw, key, value)
     try:
-        return parse_config(raw, source=str(sidecar), overrides=list(overrides))
+        cfg = parse_config(raw, source=str(sidecar), overrides=list(overrides))
     except ConfigError as exc:
         raise FinetuneError(str(exc)) from None
+    if conditioned(cfg):  # its ONNX has the modality code folded into constants
+        raise FinetuneError(
+            f"{base_dir / entry.file}: one modality of a modality-conditioned model (seed 003 "
+            "dynamic): its ONNX file cannot rebuild the conditioned PyTorch model; fine-tune "
+            "its training checkpoint instead (python -m lightmycells.train --set "
+            "init_from=CHECKPOINT)")
+    return cfg
 
 
 def _read_yaml(path: Path, what: str) -> dict[str, Any]:
