@@ -38,6 +38,7 @@ def main(argv: Sequence[str], env: Mapping[str, str]) -> int:
                 tta=args.tta, batch_size=args.batch_size, overlap=args.overlap,
                 resample=not args.no_resample, zstack=args.zstack,
                 modality=args.modality,  # a Modality already (cli parses it)
+                pixel_size_um=args.pixel_size,
                 images=len(settings.shard.select(discovery.jobs)),
             )
         except (RuntimeError, ValueError) as exc:  # the device, or a model failing its test run
@@ -76,6 +77,7 @@ def pixel_settings(args: argparse.Namespace, manifest: Any, runtime: Any) -> dic
         "resample": not args.no_resample,
         "zstack": args.zstack,
         "modality": str(args.modality) if args.modality else None,
+        "pixel_size_um": list(args.pixel_size) if args.pixel_size else None,
         "precision": process.precision(runtime),
     }
 

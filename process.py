@@ -14,7 +14,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,8 @@ class Processor:
         Organelles to predict, in output order.
     modality:
         Modality to assume for files that do not state one (``--modality``).
+    pixel_size_um:
+        ``(y, x)`` µm to assume for files that do not state one (``--pixel-size``).
     zstack:
         ``"best"``, ``"mip"`` or ``"all"`` (see :data:`ZSTACK_MODES`), or None: reduce a
         Z-stack as each routed model was trained (the manifest's ``zstack``).
@@ -102,6 +104,7 @@ class Processor:
     organelles: Sequence[Organelle]
     modality: Modality | None = None
     zstack: str | None = None
+    pixel_size_um: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.zstack is not None and self.zstack not in ZSTACK_MODES:
@@ -132,12 +135,15 @@ class Processor:
             As :meth:`__call__`, before any model work.
         """
         started = time.perf_counter()
-        array, meta = ome.read(source, modality=self.modality)
+        array, meta = ome.read(source, modality=self.modality, pixel_size_um=self.pixel_size_um)
         check_shape(array.shape)
-        routes = {
-            entry.name: [o.value for o in organelles]
-            for entry, organelles in self._routes(meta).items()
-        }
+        routed = self._routes(meta)
+        scaled = [e.pixel_size_um for e in routed if e.pixel_size_um is not None]
+        if meta.pixel_size_um is None and scaled and self.predictor.resample:
+            meta = replace(meta, notes=(*meta.notes, f"no pixel size: ran at the file's own "
+                                        f"pixels, not the models' {min(scaled):g} µm; "
+                                        "--pixel-size states one"))
+        routes = {entry.name: [o.value for o in organelles] for entry, organelles in routed.items()}
         return Loaded(array, meta, routes, time.perf_counter() - started)
 
     def compute(self, loaded: Loaded) -> Computed:
@@ -160,8 +166,10 @@ class Processor:
 
         try:
             return self.manifest.routes(self.organelles, meta.modality, meta.pixel_size_um)
-        except PixelSizeRouteError:
-            raise  # says the pixel size and the ranges already
+        except PixelSizeRouteError as exc:  # says the pixel size and the ranges already
+            if meta.pixel_size_um is None:
+                raise PixelSizeRouteError(f"{exc}; pass --pixel-size UM") from None
+            raise
         except RouteError:
             if meta.modality is not None:
                 raise
@@ -260,6 +268,7 @@ def build(
     modality: Modality | None = None,
     zstack: str | None = None,
     images: int | None = None,
+    pixel_size_um: tuple[float, float] | None = None,
 ) -> tuple[Processor, str]:
     """Pick the device, load and test every model the run may need, build a :class:`Processor`.
 
@@ -296,7 +305,8 @@ def build(
         batch_size = auto_batch_size(chosen, entries)
     predictor = Predictor(manifest, runtime, tta=tta, batch_size=batch_size, overlap=overlap,
                           resample=resample)
-    return Processor(predictor, manifest, organelles, modality=modality, zstack=zstack), chosen
+    return Processor(predictor, manifest, organelles, modality=modality, zstack=zstack,
+                     pixel_size_um=pixel_size_um), chosen
 
 
 def auto_batch_size(device: str, entries: Sequence[Any]) -> int:

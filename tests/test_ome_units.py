@@ -95,3 +95,16 @@ def test_run_writes_the_image_and_names_file_and_unit_in_its_one_line(
     assert "written seconds.tiff" in seconds and "PhysicalSizeXUnit 's' ignored" in seconds
     assert "written huge.tiff" in huge and "5e+05 µm per pixel ignored" in huge
     assert len(list(out.rglob("*.tiff"))) == 8
+
+
+def test_a_stated_pixel_size_fills_in_only_where_the_file_gives_none():
+    from lightmycells.io.ome import parse_meta
+
+    meta = parse_meta("a_BF.tiff", None, stated_pixel_size_um=(0.2, 0.3))
+    assert meta.pixel_size_um == (0.2, 0.3) and meta.pixel_size_source == "stated"
+    kept = parse_meta("a_BF.tiff", None, fallback_pixel_size_um=(0.1, 0.1),
+                      stated_pixel_size_um=(0.2, 0.3))
+    assert kept.pixel_size_um == (0.1, 0.1) and kept.pixel_size_source == "TIFF resolution"
+    refused = parse_meta("a_BF.tiff", None, fallback_source="none (72 dpi ignored)",
+                         stated_pixel_size_um=(0.2, 0.2))
+    assert refused.pixel_size_source == "stated (72 dpi ignored)"

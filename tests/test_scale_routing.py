@@ -182,3 +182,57 @@ def test_models_that_serve_only_a_pixel_size_range_are_tested_before_the_first_i
 
     names = {e.name for e in process.routed_models(manifest.load(per_range), ORGANELLES)}
     assert names == {"m100x", "m60x", "m20x"}
+
+
+def test_pixel_size_option_serves_files_that_state_none(tmp_path, per_range, capsys):
+    """--pixel-size is used only where the file gives no pixel size, and routes like a stated
+    one: 0.4 µm reaches the 20× model, while a file's own 0.065 µm still reaches the 100×."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    plain = _smooth((96, 80), (0.4, 0.4))
+    ome.write(inputs / "plain_BF.ome.tiff", plain, channel="BF", pixel_size_um=None)
+    ome.write(inputs / "own_BF.ome.tiff", _smooth((96, 80), (0.065, 0.065)), channel="BF",
+              pixel_size_um=(0.065, 0.065))
+    out = tmp_path / "out"
+    assert _run(["--input", inputs, "--output", out, "--weights", per_range, "--device", "cpu",
+                 "--pixel-size", "0.4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    (plain_line,) = [line for line in lines if "plain_BF" in line]
+    (own_line,) = [line for line in lines if "own_BF" in line]
+    assert "0.4 µm (stated)" in plain_line and "<-m20x" in plain_line
+    assert "(OME PhysicalSize)" in own_line and "<-m100x" in own_line
+    prediction, meta = ome.read(_outputs(out, "plain_BF.tiff")[Organelle.NUCLEUS])
+    assert meta.pixel_size_um == pytest.approx((0.4, 0.4))
+    assert np.median(prediction - plain) == pytest.approx(300, abs=0.01)
+
+
+@pytest.mark.parametrize("value", ["0", "-0.1", "abc", "0.1,0.2,0.3", "100"])
+def test_pixel_size_option_refuses_what_is_not_a_pixel_size(value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _run(["--input", tmp_path, "--output", tmp_path / "o", "--pixel-size", value])
+    assert exit_info.value.code == 2
+    assert "--pixel-size" in capsys.readouterr().err
+
+
+def test_a_file_without_pixel_size_says_the_scaled_model_ran_at_its_pixels(tmp_path, capsys):
+    folder = tmp_path / "weights"
+    weights = onnx_models.write_manifest(folder, [_entry(folder, "at01", 5, pixel_size_um=0.1)])
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    ome.write(inputs / "x_BF.ome.tiff", _smooth((64, 64), (0.1, 0.1)), channel="BF",
+              pixel_size_um=None)
+    assert _run(["--input", inputs, "--output", tmp_path / "out", "--weights", weights,
+                 "--device", "cpu"]) == 0
+    (line,) = [s for s in capsys.readouterr().out.splitlines() if "x_BF" in s]
+    assert "[no pixel size: ran at the file's own pixels, not the models' 0.1 µm; " \
+        "--pixel-size states one]" in line
+
+
+def test_a_range_only_route_without_pixel_size_names_the_option(tmp_path, per_range, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    ome.write(inputs / "d_BF.ome.tiff", _smooth((64, 64), (0.1, 0.1)), channel="BF",
+              pixel_size_um=None)
+    assert _run(["--input", inputs, "--output", tmp_path / "out", "--weights", per_range,
+                 "--device", "cpu"]) == 1
+    assert capsys.readouterr().err.strip().endswith("; pass --pixel-size UM")

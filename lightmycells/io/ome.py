@@ -121,7 +121,8 @@ def stem(path: str | Path) -> str:
     return name
 
 
-def read(path: str | Path, *, modality: Modality | None = None) -> tuple[np.ndarray, ImageMeta]:
+def read(path: str | Path, *, modality: Modality | None = None,
+         pixel_size_um: tuple[float, float] | None = None) -> tuple[np.ndarray, ImageMeta]:
     """Read one OME-TIFF (or plain TIFF) as a ``YX`` or ``ZYX`` array and its metadata.
 
     Parameters
@@ -133,6 +134,9 @@ def read(path: str | Path, *, modality: Modality | None = None) -> tuple[np.ndar
     modality:
         The modality to assume when neither the OME-XML nor the file name names one
         (``modality_source`` is then ``"stated"``); what the file says always wins.
+    pixel_size_um:
+        The ``(y, x)`` pixel size in µm to assume when neither the OME-XML nor the TIFF
+        resolution tags give a usable one (``pixel_size_source`` then starts ``"stated"``).
 
     Returns
     -------
@@ -172,6 +176,7 @@ def read(path: str | Path, *, modality: Modality | None = None) -> tuple[np.ndar
     meta = parse_meta(
         path.name, ome_xml, axes=axes, fallback_pixel_size_um=resolution,
         fallback_source=resolution_source, stated_modality=modality,
+        stated_pixel_size_um=pixel_size_um,
     )
     return array, replace(meta, notes=tuple(notes))
 
@@ -317,13 +322,15 @@ def parse_meta(
     fallback_pixel_size_um: tuple[float, float] | None = None,
     fallback_source: str = "TIFF resolution",
     stated_modality: Modality | str | None = None,
+    stated_pixel_size_um: tuple[float, float] | None = None,
 ) -> ImageMeta:
     """Build an :class:`ImageMeta` from a file name and its OME-XML (may be None).
 
     The OME-XML's physical size wins over ``fallback_pixel_size_um`` (the TIFF resolution
     tags) unless it is refused (no length unit, outside :data:`PLAUSIBLE_PIXEL_UM`), which
-    ``pixel_size_source`` then says. ``stated_modality`` is used only when nothing in the
-    file names a modality.
+    ``pixel_size_source`` then says. ``stated_modality`` and ``stated_pixel_size_um`` (the
+    caller's word, e.g. ``--modality``/``--pixel-size``) are used only when the file gives
+    none.
     """
     pixels: Mapping[str, Any] = {}
     if ome_xml:
@@ -343,6 +350,9 @@ def parse_meta(
         pixel_size = fallback_pixel_size_um
         size_source = fallback_source if pixel_size or fallback_source.startswith("none") \
             else "none"
+        if pixel_size is None and stated_pixel_size_um is not None:  # keeps what was refused
+            pixel_size = stated_pixel_size_um
+            size_source = "stated" + size_source.removeprefix("none")
         if refused:
             size_source = _with_refusal(size_source, refused)
     z_match = _NAME_Z.search(filename)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lightmycells.io.inputs import Discovery, discover
+from lightmycells.io.ome import PLAUSIBLE_PIXEL_UM
 from lightmycells.run import shard as sharding
 from lightmycells.run.batch import EXIT_CONFIG, EXIT_OK
 from lightmycells.vocab import (
@@ -69,6 +70,10 @@ def build_parser(default_weights: Path) -> argparse.ArgumentParser:
                     help="modality of inputs whose metadata and name do not say (plain TIFFs): "
                     "BF, PC or DIC, also as microscopes write them (Brightfield, Phase "
                     "Contrast, Ph3, Nomarski …), any case")
+    io.add_argument("--pixel-size", type=_pixel_size, metavar="UM",
+                    help="pixel size in µm of inputs whose metadata does not state one (plain "
+                    "TIFFs, exports that dropped it): one value, or Y,X; models trained at a "
+                    "pixel size resample to it (default: such inputs run at their own pixels)")
     io.add_argument("--zstack", choices=ZSTACK_CHOICES,
                     help="Z-stack inputs: sharpest plane, max projection, or every plane "
                     "(default: as each model was trained, the manifest's zstack; best for "
@@ -121,6 +126,19 @@ def _modality(text: str) -> Modality:
         return parse_modality(text)
     except ModalityError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _pixel_size(text: str) -> tuple[float, float]:
+    """``0.1`` → (0.1, 0.1); ``0.1,0.2`` → (y, x); plausible sizes only (``ome``'s range)."""
+    try:
+        sizes = [float(v) for v in text.split(",")]
+    except ValueError:
+        sizes = []
+    lo, hi = PLAUSIBLE_PIXEL_UM
+    if len(sizes) not in (1, 2) or not all(lo <= v <= hi for v in sizes):
+        raise argparse.ArgumentTypeError(
+            f"expected a pixel size in µm from {lo:g} to {hi:g}, or Y,X (got {text!r})")
+    return (sizes[0], sizes[-1])
 
 
 def _fraction(text: str) -> float:
