@@ -108,3 +108,19 @@ def test_a_stated_pixel_size_fills_in_only_where_the_file_gives_none():
     refused = parse_meta("a_BF.tiff", None, fallback_source="none (72 dpi ignored)",
                          stated_pixel_size_um=(0.2, 0.2))
     assert refused.pixel_size_source == "stated (72 dpi ignored)"
+
+
+def test_header_only_metadata_is_what_read_gives(tmp_path):
+    """read_meta (training's pixel sizes, evaluation's modality) reads a size that only the
+    resolution tags hold, as inference does; the header-only path once read the OME-XML only."""
+    path = ome_tiff(tmp_path / "t_PC.ome.tiff", PhysicalSizeX=3, PhysicalSizeXUnit="s",
+                    resolution=(1e4 / 0.25, 1e4 / 0.25), resolutionunit="CENTIMETER")
+    _, full = ome.read(path)
+    header = ome.read_meta(path)
+    assert header.pixel_size_um == full.pixel_size_um == pytest.approx((0.25, 0.25))
+    assert (header.pixel_size_source, header.modality) == (full.pixel_size_source, full.modality)
+    from lightmycells.train.data import pixel_size_yx
+    assert pixel_size_yx(path) == pytest.approx((0.25, 0.25))
+    (tmp_path / "junk.tiff").write_bytes(b"not a tiff")
+    with pytest.raises(ome.ImageError, match="not a readable TIFF"):
+        ome.read_meta(tmp_path / "junk.tiff")

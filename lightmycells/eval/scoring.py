@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import tifffile
 from tqdm import tqdm
 
 from lightmycells.eval import metrics
@@ -51,17 +50,11 @@ def read_2d(path: Path) -> np.ndarray:
 
 def modality_of(item: Item) -> str | None:
     """Modality from the input's OME-XML, else its name (as inference routes), no pixels."""
-    xml = None
-    if item.input is not None:
-        try:
-            with tifffile.TiffFile(item.input) as tif:
-                xml = tif.ome_metadata
-        except Exception:  # an unreadable input costs only the modality grouping here
-            xml = None
     try:
-        meta = ome.parse_meta(item.input.name if item.input else Path(item.name).name, xml)
-    except ome.ImageError:  # unreadable OME-XML: the name may still say
-        meta = ome.parse_meta(Path(item.name).name, None)
+        meta = ome.read_meta(item.input) if item.input is not None else None
+    except (ome.ImageError, OSError):  # costs only the modality grouping: the name may say
+        meta = None
+    meta = meta or ome.parse_meta(Path(item.name).name, None)
     return meta.modality.value if meta.modality else None
 
 

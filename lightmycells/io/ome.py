@@ -181,6 +181,29 @@ def read(path: str | Path, *, modality: Modality | None = None,
     return array, replace(meta, notes=tuple(notes))
 
 
+def read_meta(path: str | Path) -> ImageMeta:
+    """The metadata :func:`read` would give ``path``, from its header only (no pixels).
+
+    OME-XML first, then the TIFF resolution tags, under the same rules as :func:`read`.
+
+    Raises
+    ------
+    ImageError
+        For a file tifffile cannot open, or unreadable OME-XML.
+    """
+    path = Path(path)
+    with _library_log():
+        try:
+            with tifffile.TiffFile(path) as tif:
+                ome_xml = tif.ome_metadata
+                resolution, source = _resolution_um(tif.pages.first, tif.imagej_metadata)
+        except Exception as exc:  # tifffile raises many types for broken files
+            raise ImageError(f"not a readable TIFF ({type(exc).__name__}: {_short(exc)})") \
+                from None
+    return parse_meta(path.name, ome_xml, fallback_pixel_size_um=resolution,
+                      fallback_source=source)
+
+
 def _short(message: object) -> str:
     """A library message on one line, at most :data:`_NOTE_CHARS` characters."""
     text = " ".join(str(message).split())

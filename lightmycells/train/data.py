@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import tifffile
 import torch
 from scipy import ndimage
 from torch.utils.data import Dataset
@@ -219,9 +218,11 @@ def sampling_weights(fovs: Sequence[FieldOfView], organelles: Sequence[Organelle
 
 
 def pixel_size_yx(path: Path) -> tuple[float, float] | None:
-    """Pixel size ``(y, x)`` in µm of one OME-TIFF from its header only, or None when unknown."""
-    with tifffile.TiffFile(path) as tif:
-        meta = ome.parse_meta(path.name, tif.ome_metadata)
+    """Pixel size ``(y, x)`` in µm of one TIFF as the container reads it, else None.
+
+    From the header only: OME-XML, then the resolution tags (:func:`ome.read_meta`).
+    """
+    meta = ome.read_meta(path)
     if not meta.pixel_size_um:
         return None
     return float(meta.pixel_size_um[0]), float(meta.pixel_size_um[1])
