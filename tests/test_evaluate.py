@@ -331,3 +331,11 @@ def test_eval_modules_import_each_other_without_a_cycle():
 
     for module in graph:
         visit(module)
+
+
+def test_compare_columns_are_named_by_where_two_metrics_json_differ(tmp_path):
+    from lightmycells.eval.cli import compare_labels
+
+    old, new = tmp_path / "old/eval/clean/metrics.json", tmp_path / "new/eval/clean/metrics.json"
+    assert compare_labels(old, new) == ["old", "new"]
+    assert compare_labels(tmp_path / "a.json", tmp_path / "b.json") == ["a", "b"]

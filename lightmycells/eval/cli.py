@@ -114,6 +114,21 @@ def _summarise(evaluation: Evaluation, out: Path, report_dir: Path | None) -> No
     print(report.summary_table(evaluation.metrics[evaluation.primary]))
 
 
+def compare_labels(a: Path, b: Path) -> list[str]:
+    """Column names for two metrics files: their stems, else where their paths differ.
+
+    Two ``metrics.json`` are named by the first folder that differs (``runs/old/eval/…`` vs
+    ``runs/new/eval/…`` → ``old``, ``new``).
+    """
+    if a.stem != b.stem:
+        return [a.stem, b.stem]
+    pa, pb = Path(a).resolve().parts, Path(b).resolve().parts
+    for x, y in zip(pa, pb, strict=False):
+        if x != y:
+            return [x, y]
+    return [str(a), str(b)]
+
+
 def _compare(paths: Sequence[Path], out: Path | None) -> int:
     documents = []
     for path in paths:
@@ -123,7 +138,7 @@ def _compare(paths: Sequence[Path], out: Path | None) -> int:
             print(f"evaluate: cannot read {path}: {exc}", file=sys.stderr)
             return 2
     a, b = documents
-    table = report.compare_table(a, b, labels=[Path(p).stem for p in paths])
+    table = report.compare_table(a, b, labels=compare_labels(*paths))
     if out is not None:
         atomic.write_text(out, table + "\n")
     print(table)
