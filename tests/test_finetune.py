@@ -141,3 +141,27 @@ def test_a_modality_conditioned_base_is_refused_with_what_to_do_instead(tmp_path
                 base / entry.file.replace(".onnx", ".train.yaml"))
     with pytest.raises(FinetuneError, match="modality-conditioned.*init_from=CHECKPOINT"):
         run_config(base, entry, DEFAULT_RECIPE, tmp_path / "p.csv", ["BF"], tmp_path / "run", [])
+
+
+def test_pairs_without_pixel_size_are_refused_before_training_a_scaled_base(tmp_path, capsys):
+    """A base model trained at a pixel size needs each pair's; PNGs state none, so the run
+    stops before any training with one line naming the first such file."""
+    import imageio.v3 as iio
+    import yaml
+
+    base = tmp_path / "base"
+    shutil.copytree(WEIGHTS, base)
+    sidecar = base / "nucleus.train.yaml"
+    config = yaml.safe_load(sidecar.read_text())
+    config["data"]["resample_um"] = 0.16
+    sidecar.write_text(yaml.safe_dump(config))
+    rng = np.random.default_rng(0)
+    iio.imwrite(tmp_path / "in.png", rng.integers(0, 255, (96, 128), dtype=np.uint8))
+    iio.imwrite(tmp_path / "dapi.png", rng.integers(0, 255, (96, 128), dtype=np.uint8))
+    (tmp_path / "pairs.csv").write_text("input,organelle,target,modality\n"
+                                        "in.png,nucleus,dapi.png,BF\n")
+    assert main(["--pairs", str(tmp_path / "pairs.csv"), "--organelle", "nucleus", "--out",
+                 str(tmp_path / "w"), "--base", str(base)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "state no pixel size (first: " in err and "in.png" in err
+    assert not (tmp_path / "w").exists()

@@ -137,6 +137,12 @@ def finetune(pairs: Path, organelle: Organelle, out: Path, *, base: Path = DEFAU
         f"base model {entry.name} ({entry.file})")
     run_dir = run_dir or out.parent / f".{out.name}-run" / str(organelle)
     cfg = run_config(Path(base), entry, Path(recipe), Path(pairs), present, run_dir, overrides)
+    unscaled = [f for f in usable if f.pixel_size_um is None]
+    if cfg.data.resample_um is not None and unscaled:  # checked now, not at the first sample
+        raise FinetuneError(
+            f"{pairs}: the base model works at {cfg.data.resample_um:g} µm pixels, and "
+            f"{len(unscaled)} pair(s) state no pixel size (first: {unscaled[0].planes[0]}); "
+            "give it in the pixel_size_um column")
     result = train(cfg, pairs=index)
     log(f"[finetune] trained {result.step} steps (stopped by {result.stopped}), best "
         f"validation score {result.best_score}")
