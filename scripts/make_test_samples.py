@@ -37,19 +37,20 @@ from lightmycells.vocab import INPUT_FOLDER
 REPO = Path(__file__).resolve().parents[1]
 
 SEED = 2024
-#: (modality, (Y, X), name or None for the simulator's own name)
+#: (modality, (Y, X), name or None for the simulator's own name, simulator seed)
 SAMPLES = (
-    ("BF", (256, 256), None),
-    ("PC", (235, 171), None),  # odd in both dimensions
-    ("DIC", (96, 120), None),  # smaller than a model tile in both directions
-    ("BF", (128, 144), "uuid"),  # Grand Challenge renames uploads to UUIDs
-    # Taller than the largest planned tile (1024 for patch 256): two 704-pixel tiles along Y,
-    # overlapping by 128 rows. Two tiles along X as well would need > 1024 columns, and four
-    # float32 outputs of 1025² are 16.8 MB, beyond what test/ should hold (MAX_BYTES); 256
-    # columns are one tile exactly, so no padding, and a multiple of 16 (the depth-4 UNet's
-    # stride) so the whole image also runs through a model in one piece for comparison.
-    # 1280 rows fill the written TIFF tiles (256 rows each) with no padding rows.
-    ("BF", (1280, 256), None),
+    ("BF", (256, 256), None, SEED),
+    ("PC", (235, 171), None, SEED + 1),  # odd in both dimensions
+    ("DIC", (96, 120), None, SEED + 2),  # smaller than a model tile in both directions
+    ("BF", (128, 144), "uuid", SEED + 3),  # Grand Challenge renames uploads to UUIDs
+    # Taller than the largest planned tile (1024 for patch 256) in every model's grid, so each
+    # shipped model blends it from several tiles along Y. Models trained at a pixel size see
+    # it resampled: at its 0.159 µm pixels (seed 2031, the first after 2028 to draw one above
+    # 0.148 µm) it is 1272 rows at the nucleus model's 0.16 µm and 2035 at the others' 0.1 µm.
+    # Two tiles along X as well would need > 1024 columns, and four float32 outputs of 1025²
+    # are 16.8 MB, beyond what test/ should hold (MAX_BYTES). 1280 rows fill the written TIFF
+    # tiles (256 rows each) with no padding rows.
+    ("BF", (1280, 256), None, SEED + 7),
 )
 #: Expected outputs record which weights made them (outside images/, so test.sh ignores it).
 WEIGHTS_STAMP = "weights.sha256"
@@ -96,9 +97,9 @@ def make_inputs(test_dir: Path) -> list[Path]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "input" / "images" / INPUT_FOLDER
         folder.mkdir(parents=True)
-        for index, (modality, size, naming) in enumerate(SAMPLES):
+        for index, (modality, size, naming, seed) in enumerate(SAMPLES):
             out = Path(tmp) / str(index)
-            make_dataset(out, studies=1, fovs=1, seed=SEED + index, size=size,
+            make_dataset(out, studies=1, fovs=1, seed=seed, size=size,
                          modalities=[modality], planes=1, progress=False)
             (source,) = (out / "Study_1").glob(f"image_1_{modality}_z0.ome.tiff")
             name = (str(uuid.uuid5(uuid.NAMESPACE_URL, f"lightmycells-sample-{index}"))

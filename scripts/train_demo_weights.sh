@@ -31,7 +31,7 @@ FOVS=${FOVS:-8}
 SIZE=${SIZE:-512}
 PYTHON=${PYTHON:-python}
 
-# organelle:steps:max_minutes:config:pixel_um — steps sized for ~1 s/step on a shared 2-core
+# organelle:steps:max_minutes:config:pixel_um[:init] — steps sized for ~1 s/step on a shared 2-core
 # CPU; the minutes cap is a safety net (the run then stops early with a checkpoint). Nucleus,
 # tubulin and actin get the deeper model (depth 4, 192² patches), which validated better than
 # the depth-3 one (weights/README.md); mitochondria keeps depth 3. Every model sees its images
@@ -40,8 +40,13 @@ PYTHON=${PYTHON:-python}
 # Nucleus (~10 µm objects, context matters): 0.16 µm. The filaments are imaged at
 # fluorescence NA up to 1.4, whose cut-off (2 NA/λ ≈ 5 cycles/µm) needs ~0.1 µm pixels:
 # coarser ones would blur away what the target holds.
+# init (optional): a git revision of weights/<organelle>.onnx to start from, at a quarter of
+# the learning rate with its folded batch norms frozen. Tubulin starts from the tubulin model
+# shipped before (trained on the clean preset at native pixels): it kept the clean held-out
+# score that a run from scratch lost (docs/MODELS.md, issue 12), and won on validation.
 LANE_A=("nucleus:1600:50:configs/demo_deep.yaml:0.16" "actin:1500:35:configs/demo_deep.yaml:0.1")
-LANE_B=("mitochondria:1500:40:configs/demo.yaml:0.1" "tubulin:1500:35:configs/demo_deep.yaml:0.1")
+LANE_B=("mitochondria:1500:40:configs/demo.yaml:0.1"
+        "tubulin:1500:40:configs/demo_deep.yaml:0.1:abb9102")
 
 # shellcheck source=scripts/stages.sh
 source "$(dirname "$0")/stages.sh"
@@ -65,9 +70,16 @@ stage_data() {
 }
 
 train_one() {
-    local organelle=$1 steps=$2 minutes=$3 config=$4 pixel_um=$5
-    echo "[$(stamp)] training $organelle ($config, $pixel_um µm): $steps steps, at most $minutes min"
-    "$PYTHON" -m lightmycells.train --config "$config" \
+    local organelle=$1 steps=$2 minutes=$3 config=$4 pixel_um=$5 init=${6:-}
+    local start=()
+    if [ -n "$init" ]; then
+        git show "$init:weights/$organelle.onnx" > "$RUN/$organelle.init.onnx"
+        start=(--set "init_from=$RUN/$organelle.init.onnx" --set optim.lr=0.0005
+               --set optim.freeze_norm=true)
+    fi
+    echo "[$(stamp)] training $organelle ($config, $pixel_um µm${init:+, from $init}):" \
+        "$steps steps, at most $minutes min"
+    "$PYTHON" -m lightmycells.train --config "$config" "${start[@]}" \
         --set "out=$RUN/$organelle" \
         --set "data.roots=[$RUN/data/train,$RUN/data/train_realistic]" \
         --set "data.resample_um=$pixel_um" \
@@ -79,8 +91,8 @@ train_one() {
 run_lane() {
     local item
     for item in "$@"; do
-        IFS=: read -r organelle steps minutes config pixel_um <<< "$item"
-        train_one "$organelle" "$steps" "$minutes" "$config" "$pixel_um"
+        IFS=: read -r organelle steps minutes config pixel_um init <<< "$item"
+        train_one "$organelle" "$steps" "$minutes" "$config" "$pixel_um" "$init"
     done
 }
 
