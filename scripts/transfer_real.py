@@ -100,7 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     data = pairs(args.pairs)
     runtime = Runtime("cpu", threads=args.threads)
-    predictors = {w.name: Predictor(manifest_mod.load(w), runtime) for w in args.weights}
+    # named by the path as given: two folders both called weights/ must not collide
+    predictors = {str(w): Predictor(manifest_mod.load(w), runtime) for w in args.weights}
+    if len(predictors) < len(args.weights):
+        print("transfer_real: a weights folder is given twice", file=sys.stderr)
+        return 2
     head = ("| pair | organelle | px | input | blur floor | "
             + " | ".join(f"{w} ×{s:g}" for w in predictors for s in scales) + " |")
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
