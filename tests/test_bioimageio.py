@@ -218,7 +218,7 @@ def _wrong_sha(doc):
     (_three_channels, "takes 3 input channels"),
     (_clip, "pre-processing (clip) has no counterpart in the container"),
     (_upsampling, "output axis 'y' is not the input's 'y'"),
-    (_wrong_sha, "weights.onnx has sha256 0a48fe57"),
+    (_wrong_sha, "weights.onnx has sha256 "),  # the file's own and the stated one: below
 ])
 def test_refused_package_exits_2_with_one_line(package, tmp_path, capsys, change, message):
     folder = unpacked(package, tmp_path / "pkg")
@@ -230,6 +230,9 @@ def test_refused_package_exits_2_with_one_line(package, tmp_path, capsys, change
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {folder}: "), err
     assert message in err[0]
+    if change is _wrong_sha:
+        real = sha256_file(folder / "weights.onnx")
+        assert f"{real[:8]}" in err[0] and "rdf.yaml says 000000" in err[0]
     assert not out.exists()
 
 
@@ -283,8 +286,10 @@ def _zoo_doc(**changes):
 
 def test_zoo_description_defaults():
     got = bioimageio_source.entry_fields(_zoo_doc(name="Some Zoo Model"))
+    # the pixel size is no default: the shipped model's, read back from the axes' scale
     assert got == {"name": "some-zoo-model", "organelles": ["nucleus"], "modalities": ["*"],
-                   "patch": 256, "overlap": 0.25, "pixel_size_um": None,
+                   "patch": 256, "overlap": 0.25,
+                   "pixel_size_um": pytest.approx(shipped_entry().pixel_size_um),
                    "input_norm": {"kind": "percentile", "low": 2.0, "high": 99.8}}
 
 

@@ -214,25 +214,25 @@ def test_pixel_size_option_refuses_what_is_not_a_pixel_size(value, tmp_path, cap
     assert "--pixel-size" in capsys.readouterr().err
 
 
-def test_a_file_without_pixel_size_says_the_scaled_model_ran_at_its_pixels(tmp_path, capsys):
-    folder = tmp_path / "weights"
-    weights = onnx_models.write_manifest(folder, [_entry(folder, "at01", 5, pixel_size_um=0.1)])
+def _run_unsized(tmp_path, weights):
+    """Run ``weights`` on one BF file that states no pixel size (``x_BF``); the exit code."""
     inputs = tmp_path / "in"
     inputs.mkdir()
     ome.write(inputs / "x_BF.ome.tiff", _smooth((64, 64), (0.1, 0.1)), channel="BF",
               pixel_size_um=None)
-    assert _run(["--input", inputs, "--output", tmp_path / "out", "--weights", weights,
-                 "--device", "cpu"]) == 0
+    return _run(["--input", inputs, "--output", tmp_path / "out", "--weights", weights,
+                 "--device", "cpu"])
+
+
+def test_a_file_without_pixel_size_says_the_scaled_model_ran_at_its_pixels(tmp_path, capsys):
+    folder = tmp_path / "weights"
+    weights = onnx_models.write_manifest(folder, [_entry(folder, "at01", 5, pixel_size_um=0.1)])
+    assert _run_unsized(tmp_path, weights) == 0
     (line,) = [s for s in capsys.readouterr().out.splitlines() if "x_BF" in s]
     assert "[no pixel size: ran at the file's own pixels, not the models' 0.1 µm; " \
         "--pixel-size states one]" in line
 
 
 def test_a_range_only_route_without_pixel_size_names_the_option(tmp_path, per_range, capsys):
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    ome.write(inputs / "d_BF.ome.tiff", _smooth((64, 64), (0.1, 0.1)), channel="BF",
-              pixel_size_um=None)
-    assert _run(["--input", inputs, "--output", tmp_path / "out", "--weights", per_range,
-                 "--device", "cpu"]) == 1
+    assert _run_unsized(tmp_path, per_range) == 1
     assert capsys.readouterr().err.strip().endswith("; pass --pixel-size UM")
