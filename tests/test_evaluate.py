@@ -339,3 +339,24 @@ def test_compare_columns_are_named_by_where_two_metrics_json_differ(tmp_path):
     old, new = tmp_path / "old/eval/clean/metrics.json", tmp_path / "new/eval/clean/metrics.json"
     assert compare_labels(old, new) == ["old", "new"]
     assert compare_labels(tmp_path / "a.json", tmp_path / "b.json") == ["a", "b"]
+
+
+def test_organelles_scores_a_one_model_run_without_failing_the_others(sim, noisy_pred, tmp_path,
+                                                                      capsys):
+    """A run that predicted nucleus only: --organelles nucleus scores it with no failure, and
+    its nucleus scores are those of the full evaluation."""
+    pred = tmp_path / "pred"
+    folder = Organelle.NUCLEUS.output_folder
+    shutil.copytree(noisy_pred / "images" / folder, pred / "images" / folder)
+    full, only = tmp_path / "full.json", tmp_path / "only.json"
+    evaluate.evaluate(sim, noisy_pred, out=full)
+    assert cli.main(["--truth", str(sim), "--pred", str(pred), "--out", str(only),
+                     "--organelles", "nucleus", "--jobs", "1", "--quiet"]) == 0
+    assert "FAILED" not in capsys.readouterr().err
+    a, b = json.loads(full.read_text()), json.loads(only.read_text())
+    assert set(b["agregate"]) == {"nucleus"} and not b.get("errors")
+    assert b["agregate"]["nucleus"] == a["agregate"]["nucleus"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--truth", str(sim), "--pred", str(pred), "--out", str(only),
+                  "--organelles", "golgi"])
+    assert exit_info.value.code == 2 and "golgi" in capsys.readouterr().err

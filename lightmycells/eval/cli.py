@@ -27,7 +27,7 @@ from lightmycells.eval.evaluate import Evaluation, run
 from lightmycells.eval.official import JSON_INDENT
 from lightmycells.eval.sources import BASELINES
 from lightmycells.io import atomic
-from lightmycells.vocab import INPUT_FOLDER
+from lightmycells.vocab import INPUT_FOLDER, Organelle, parse_organelles
 
 PROG = "python -m lightmycells.evaluate"
 
@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--input", type=Path, dest="input_dir",
                       help="transmitted-light inputs, when the Grand-Challenge truth folder "
                            "does not hold images/" + INPUT_FOLDER)
+    what.add_argument("--organelles", type=_organelles,
+                      help="score only these, comma-separated (default: every organelle with "
+                           "ground truth), e.g. the one a single-model run predicted")
     what.add_argument("--only-predicted", action="store_true",
                       help="evaluate only images with at least one prediction file")
     output = parser.add_argument_group("output")
@@ -64,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
                                 "affinity and cgroup quota included)")
     run_group.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _organelles(text: str) -> tuple[Organelle, ...]:
+    try:
+        return parse_organelles(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         evaluation = run(args.truth, args.pred, baseline=args.baseline, floors=floors,
                          best_z=args.best_z, input_dir=args.input_dir,
-                         only_predicted=args.only_predicted,
+                         only_predicted=args.only_predicted, organelles=args.organelles,
                          jobs=args.jobs or available_cpus(), progress=not args.quiet)
     except EvaluationError as exc:
         print(f"evaluate: {exc}", file=sys.stderr)

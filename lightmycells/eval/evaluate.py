@@ -22,6 +22,7 @@ from lightmycells.eval.pairing import Item, find_items
 from lightmycells.eval.scoring import ItemResult, score_items
 from lightmycells.eval.sources import Source, parse_baseline
 from lightmycells.io import atomic
+from lightmycells.vocab import Organelle
 
 
 @dataclass
@@ -66,14 +67,17 @@ def run(
     only_predicted: bool = False,
     jobs: int = 1,
     progress: bool = False,
+    organelles: Sequence[Organelle] | None = None,
 ) -> Evaluation:
     """Find, pair and score; see :func:`evaluate` for the parameters.
 
-    ``floors`` are baselines scored beside the primary source, for the report.
+    ``floors`` are baselines scored beside the primary source, for the report;
+    ``organelles`` limits the scoring to these (None: all four).
     """
     sources = _sources(pred, baseline, floors)
     items = find_items(Path(truth), None if pred is None else Path(pred), best_z=best_z,
-                       input_dir=input_dir, only_predicted=only_predicted)
+                       input_dir=input_dir, only_predicted=only_predicted,
+                       organelles=organelles)
     results = score_items(items, sources, jobs=jobs, progress=progress)
     return Evaluation(items, results, {s: official_json(results, s) for s in sources},
                       sources[0])

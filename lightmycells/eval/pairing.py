@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import csv
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -219,8 +219,12 @@ def find_items(
     best_z: Path | None = None,
     input_dir: Path | None = None,
     only_predicted: bool = False,
+    organelles: Sequence[Organelle] | None = None,
 ) -> list[Item]:
     """Pair ground truth, predictions and inputs; one :class:`Item` per evaluated image.
+
+    ``organelles``: score only these (None: all four); an image with ground truth for none of
+    them is left out.
 
     Raises
     ------
@@ -230,6 +234,14 @@ def find_items(
     """
     truth = Path(truth)
     pairs = _truth_pairs(truth, input_dir)
+    if organelles is not None:
+        wanted = set(organelles)
+        pairs = [(key, {o: p for o, p in targets.items() if o in wanted}, source)
+                 for key, targets, source in pairs]
+        pairs = [pair for pair in pairs if pair[1]]
+        if not pairs:
+            names = ", ".join(str(o) for o in organelles)
+            raise EvaluationError(f"no ground truth for {names} in {truth}")
     csv_path = best_z if best_z is not None else truth / BEST_Z_FILE
     table = read_best_z(csv_path) if best_z is not None or csv_path.is_file() else {}
     index = PredictionIndex(Path(pred)) if pred is not None else None
