@@ -165,9 +165,7 @@ def read(path: str | Path, *, modality: Modality | None = None,
                 resolution, resolution_source = _resolution_um(tif.pages.first,
                                                                tif.imagej_metadata)
         except Exception as exc:  # tifffile raises many types for broken files
-            reason = "; ".join([f"{type(exc).__name__}: {_short(exc)}",
-                                *(f"tifffile: {m}" for m in library[:1])])
-            raise ImageError(f"not a readable TIFF ({reason})") from None
+            raise _unreadable(exc, library) from None
     notes = [f"series 0 of {series_count}"] if series_count > 1 else []
     notes += [f"tifffile: {m}" for m in library[:1]]
     array, axes = _squeeze_to_zyx(array, axes)
@@ -192,16 +190,22 @@ def read_meta(path: str | Path) -> ImageMeta:
         For a file tifffile cannot open, or unreadable OME-XML.
     """
     path = Path(path)
-    with _library_log():
+    with _library_log() as library:
         try:
             with tifffile.TiffFile(path) as tif:
                 ome_xml = tif.ome_metadata
                 resolution, source = _resolution_um(tif.pages.first, tif.imagej_metadata)
         except Exception as exc:  # tifffile raises many types for broken files
-            raise ImageError(f"not a readable TIFF ({type(exc).__name__}: {_short(exc)})") \
-                from None
+            raise _unreadable(exc, library) from None
     return parse_meta(path.name, ome_xml, fallback_pixel_size_um=resolution,
                       fallback_source=source)
+
+
+def _unreadable(exc: Exception, library: Sequence[str]) -> ImageError:
+    """The one-line error for a file tifffile could not open: its exception, then its log."""
+    reason = "; ".join([f"{type(exc).__name__}: {_short(exc)}",
+                        *(f"tifffile: {m}" for m in library[:1])])
+    return ImageError(f"not a readable TIFF ({reason})")
 
 
 def _short(message: object) -> str:
@@ -315,12 +319,12 @@ def _resolution_um(
         if num == 0:
             return None, "none"
         sizes.append(unit_um * den / num)
-    if (bad := _implausible(sizes)) is not None:
+    if (bad := implausible(sizes)) is not None:
         return None, f"none ({source} of {bad:.4g} µm per pixel ignored)"
     return (sizes[0], sizes[1]), source
 
 
-def _implausible(sizes: Sequence[float]) -> float | None:
+def implausible(sizes: Sequence[float]) -> float | None:
     """The first size outside :data:`PLAUSIBLE_PIXEL_UM` (NaN, 0 and negatives too), or None."""
     low, high = PLAUSIBLE_PIXEL_UM
     return next((size for size in sizes if not low <= size <= high), None)
@@ -446,7 +450,7 @@ def _physical_size(pixels: Mapping[str, Any]) -> tuple[tuple[float, float] | Non
         except ValueError:
             return None, f"OME PhysicalSize{source} {value!r} ignored: not a number"
         sizes.append(size)
-    if (bad := _implausible(sizes)) is not None:
+    if (bad := implausible(sizes)) is not None:
         low, high = PLAUSIBLE_PIXEL_UM
         return None, (f"OME PhysicalSize of {bad:.4g} µm per pixel ignored: outside "
                       f"{low:g}–{high:g} µm")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lightmycells.io.inputs import Discovery, discover
-from lightmycells.io.ome import PLAUSIBLE_PIXEL_UM
+from lightmycells.io.ome import PLAUSIBLE_PIXEL_UM, implausible
 from lightmycells.run import shard as sharding
 from lightmycells.run.batch import EXIT_CONFIG, EXIT_OK
 from lightmycells.vocab import (
@@ -129,13 +129,13 @@ def _modality(text: str) -> Modality:
 
 
 def _pixel_size(text: str) -> tuple[float, float]:
-    """``0.1`` → (0.1, 0.1); ``0.1,0.2`` → (y, x); plausible sizes only (``ome``'s range)."""
+    """``0.1`` → (0.1, 0.1); ``0.1,0.2`` → (y, x); plausible sizes only (``ome``'s rule)."""
     try:
         sizes = [float(v) for v in text.split(",")]
     except ValueError:
         sizes = []
-    lo, hi = PLAUSIBLE_PIXEL_UM
-    if len(sizes) not in (1, 2) or not all(lo <= v <= hi for v in sizes):
+    if len(sizes) not in (1, 2) or implausible(sizes) is not None:
+        lo, hi = PLAUSIBLE_PIXEL_UM
         raise argparse.ArgumentTypeError(
             f"expected a pixel size in µm from {lo:g} to {hi:g}, or Y,X (got {text!r})")
     return (sizes[0], sizes[-1])
