@@ -37,12 +37,7 @@ MAE=$RUN/mae$PRE_STEPS
 # shellcheck source=scripts/stages.sh
 source "$(dirname "$0")/stages.sh"
 
-stage_data() {
-    [ -d "$RUN/data/train" ] || "$PYTHON" -m lightmycells.simulate --out "$RUN/data/train" \
-        --studies 12 --fovs 8 --seed 11 --size 512 --all-labels --quiet
-    [ -d "$RUN/data/heldout" ] || "$PYTHON" -m lightmycells.simulate --out "$RUN/data/heldout" \
-        --studies 12 --fovs 3 --seed 9001 --size 512 --all-labels --planes 3 --quiet
-}
+stage_data() { zoo_data; }
 
 stage_pretrain() {
     nice -n 10 "$PYTHON" -m lightmycells.train --config "$Z/seed002_mae.yaml" \

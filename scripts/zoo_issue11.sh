@@ -36,12 +36,7 @@ LANE_B=("att_none|$Z/seed004_attresunet_none.yaml|"
 # shellcheck source=scripts/zoo_lanes.sh
 source "$(dirname "$0")/zoo_lanes.sh"
 
-stage_data() {
-    "$PYTHON" -m lightmycells.simulate --out "$RUN/data/train" --studies 12 --fovs 8 --seed 11 \
-        --size 512 --all-labels --quiet
-    "$PYTHON" -m lightmycells.simulate --out "$RUN/data/heldout" --studies 12 --fovs 3 \
-        --seed 9001 --size 512 --all-labels --planes 3 --quiet
-}
+stage_data() { zoo_data; }
 
 stage_coarse() {
     "$PYTHON" - "$RUN/data/heldout" "$RUN/data/heldout_x3" <<'EOF'

@@ -37,10 +37,7 @@ LANE_B=("s003_unified_nogan|$Z/seed003_unified.yaml|--set gan.weight=0"
 source "$(dirname "$0")/zoo_lanes.sh"
 
 stage_data() {
-    [ -d "$RUN/data/train" ] || "$PYTHON" -m lightmycells.simulate --out "$RUN/data/train" \
-        --studies 12 --fovs 8 --seed 11 --size 512 --all-labels --quiet
-    [ -d "$RUN/data/heldout" ] || "$PYTHON" -m lightmycells.simulate --out "$RUN/data/heldout" \
-        --studies 12 --fovs 3 --seed 9001 --size 512 --all-labels --planes 3 --quiet
+    zoo_data
     "$PYTHON" - "$RUN/data/heldout" "$RUN/data/heldout_best" <<'EOF'
 import csv, shutil, sys
 from pathlib import Path
