@@ -104,3 +104,30 @@ def test_bad_arguments_are_rejected(identity_weights):
                           ({"tiles": "grid"}, "tiles")]:
         with pytest.raises(ValueError, match=match):
             predictor.Predictor(m, rt, **kwargs)
+
+
+def test_models_sharing_norm_and_pixel_size_share_one_resampled_input(tmp_path, monkeypatch):
+    """Four one-organelle models ``x + offset``: two share (percentile, 0.1 µm), one has
+    another normalisation, one another pixel size: 3 resamplings, and every output is its
+    own model's offset on the input made by hand."""
+    from lightmycells.engine import resample
+    from tests import onnx_models
+    pct, none = {"kind": "percentile", "low": 1.0, "high": 99.8}, {"kind": "none"}
+    specs = [("nucleus", 10, pct, 0.1), ("mitochondria", 20, pct, 0.1),
+             ("tubulin", 30, none, 0.1), ("actin", 40, pct, 0.2)]
+    entries = [onnx_models.model_entry(tmp_path, o, onnx_models.affine_model([1.0], [offset]),
+                                       organelles=[o], input_norm=norm, pixel_size_um=um)
+               for o, offset, norm, um in specs]
+    m = manifest.load(onnx_models.write_manifest(tmp_path, entries))
+    made = []
+    original = resample.to_pixel_size
+    monkeypatch.setattr(resample, "to_pixel_size",
+                        lambda x, *sizes: made.append(sizes) or original(x, *sizes))
+    image = _image((90, 110))
+    out = predictor.Predictor(m, runtime.Runtime("cpu", 1)).predict(image, _meta(None, 0.07))
+    assert sorted(made) == [(0.07, 0.1), (0.07, 0.1), (0.07, 0.2)]
+    for organelle, offset, norm, um in specs:
+        x = (normalize.Percentile(1.0, 99.8).before(image)[0] if norm is pct
+             else image.astype(np.float32))
+        expected = resample.back_to_grid(original(x, 0.07, um) + offset, image.shape, um, 0.07)
+        np.testing.assert_allclose(out[Organelle(organelle)], expected, rtol=1e-6, atol=1e-4)
