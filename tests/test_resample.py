@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from benchmarks.bench_resample import simpleitk_resample as _simpleitk
 from lightmycells.engine import manifest, normalize, predictor, resample, runtime
 from lightmycells.io.ome import ImageMeta
 from tests import onnx_models
@@ -151,3 +152,91 @@ def test_predictor_fails_an_absurd_pixel_size_with_one_line(tmp_path):
     off = predictor.Predictor(manifest.load(folder), runtime.Runtime("cpu", 1), resample=False)
     assert off.predict(np.ones((32, 32), np.float32), meta, ["nucleus"])["nucleus"].shape == \
         (32, 32)
+
+
+# --- the NumPy resampler against SimpleITK (an independent implementation) ------------------
+
+# (shape, from µm, to µm): no axis shrinks, so both sides interpolate the same samples
+ENLARGING = [((5, 4), 0.162, 0.1), ((64, 80), 0.3, 0.1), ((333, 129), (0.1, 0.162), 0.1),
+             ((4, 3), 0.1, 0.065), ((7, 9), (0.1, 0.2), 0.1), ((1, 7), 0.162, 0.1)]
+
+
+@pytest.mark.parametrize("shape,from_um,to_um", ENLARGING)
+def test_cubic_spline_equals_simpleitks_where_no_axis_shrinks(shape, from_um, to_um):
+    import SimpleITK as sitk
+    image = np.random.default_rng(3).normal(size=shape).astype(np.float32)
+    f, t = resample._pair(from_um), resample._pair(to_um)
+    out = resample.to_pixel_size(image, f, t)
+    ref = _simpleitk(image, f, out.shape, t, sitk.sitkBSpline, smooth=False)
+    assert np.abs(out - ref).max() <= 2e-6 * max(1.0, np.ptp(image))
+
+
+@pytest.mark.parametrize("shape,from_um,to_um", [
+    ((64, 80), 0.1, 0.3), ((333, 129), 0.1, (0.1, 0.162)), ((60, 50), (0.1, 0.2), 0.1),
+    ((64, 80), 0.3, 0.1), ((5, 4), 0.162, 0.1), ((1, 7), 0.162, 0.1)])
+def test_linear_back_to_grid_equals_simpleitks(shape, from_um, to_um):
+    """The prediction's way back, shrinking (smoothed first) and enlarging."""
+    import SimpleITK as sitk
+    image = np.random.default_rng(4).normal(size=shape).astype(np.float32)
+    f, t = resample._pair(from_um), resample._pair(to_um)
+    grid = resample.model_shape(shape, f, t)
+    out = resample.back_to_grid(image, grid, f, t)
+    ref = _simpleitk(image, f, grid, t, sitk.sitkLinear, smooth=True)
+    if max(t[0] / f[0], t[1] / f[1]) <= 1:  # nothing smoothed: the same interpolation
+        assert np.abs(out - ref).max() <= 2e-6 * np.ptp(image)
+    else:  # a sampled vs a recursive Gaussian, as below
+        inner = (slice(3, -3), slice(3, -3))
+        assert np.abs(out[inner] - ref[inner]).max() <= 5e-3 * np.ptp(image)
+
+
+@pytest.mark.parametrize("from_um,to_um", [(0.0718, 0.1), (0.065, 0.1), (0.05, 0.2),
+                                           ((0.05, 0.1), 0.1)])
+def test_shrinking_matches_simpleitks_gaussian_and_spline(from_um, to_um):
+    """On white noise (the worst case for smoothing), within 0.5 % of the range of
+    SimpleITK's recursive Gaussian followed by its cubic B-spline."""
+    import SimpleITK as sitk
+    image = np.random.default_rng(5).normal(size=(120, 140)).astype(np.float32)
+    f, t = resample._pair(from_um), resample._pair(to_um)
+    out = resample.to_pixel_size(image, f, t)
+    ref = _simpleitk(image, f, out.shape, t, sitk.sitkBSpline, smooth=True)
+    inner = (slice(3, -3), slice(3, -3))  # the two filters treat the edges differently
+    assert np.abs(out[inner] - ref[inner]).max() <= 5e-3 * np.ptp(image)
+
+
+@pytest.mark.parametrize("sigma", [0.2, 0.5, 1.5, 4.0])
+def test_antialiasing_kernel_is_a_gaussian_of_the_stated_sigma(sigma):
+    impulse = np.zeros((81, 3), np.float32)
+    impulse[40] = 1
+    k = resample._smooth(impulse, sigma, axis=0)[:, 1].astype(np.float64)
+    x = np.arange(81) - 40
+    assert k.sum() == pytest.approx(1, abs=1e-6)
+    if sigma >= 1:  # a sampled Gaussian narrower than a pixel has a smaller variance
+        assert (k * x**2).sum() == pytest.approx(sigma**2, rel=1e-3)
+    assert k[40] == k.max() and np.allclose(k, k[::-1])
+
+
+def test_constants_and_ramps_are_reproduced():
+    """A cubic B-spline reproduces constants everywhere and linear ramps away from the
+    mirrored edges; linear interpolation both, everywhere inside the centres."""
+    const = np.full((50, 60), 3.25, np.float32)
+    for f, t in [(0.0718, 0.1), (0.162, 0.1), ((0.05, 0.2), 0.1)]:
+        np.testing.assert_allclose(resample.to_pixel_size(const, f, t), 3.25, rtol=1e-6)
+        np.testing.assert_allclose(resample.back_to_grid(const, (31, 44), f, t), 3.25, rtol=1e-6)
+    y = (np.arange(200) + 0.5) * 0.162  # µm at the pixel centres
+    ramp = np.repeat((2.0 * y)[:, None], 5, axis=1).astype(np.float32)
+    out = resample.to_pixel_size(ramp, 0.162, 0.1)
+    expected = 2.0 * (np.arange(out.shape[0]) + 0.5) * 0.1
+    np.testing.assert_allclose(out[20:-20, 2], expected[20:-20], rtol=1e-5)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("sigma", [0.3, 1.2])
+def test_smoothing_repeats_the_edge_values(axis, sigma):
+    """Against a plain convolution of the edge-padded signal (NumPy's own pad and convolve)."""
+    values = np.random.default_rng(6).normal(size=(9, 11)).astype(np.float32)
+    radius = max(1, int(np.ceil(4 * sigma)))
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    kernel /= kernel.sum()
+    expected = np.apply_along_axis(
+        lambda v: np.convolve(np.pad(v, radius, mode="edge"), kernel, mode="valid"), axis, values)
+    np.testing.assert_allclose(resample._smooth(values, sigma, axis), expected, atol=2e-6)
