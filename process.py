@@ -62,6 +62,8 @@ class Loaded:
     meta: ome.ImageMeta
     routes: dict[str, list[str]]
     seconds: float
+    #: A 2D image's model inputs (normalised, resampled): ``Predictor.prepare``.
+    prepared: dict[tuple, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,10 @@ class Processor:
         return self.write(self.compute(self.load(source)), outputs)
 
     def load(self, source: Path) -> Loaded:
-        """Read and check ``source`` and find its routes: everything before the models run.
+        """Read and check ``source``, route it and make its models' inputs: all before the models.
+
+        The inputs (normalised, resampled to each model's pixel size) are made for 2D images;
+        a batch run does this for the next image while the current one computes.
 
         Raises
         ------
@@ -144,12 +149,13 @@ class Processor:
                                         f"pixels, not the models' {min(scaled):g} µm; "
                                         "--pixel-size states one"))
         routes = {entry.name: [o.value for o in organelles] for entry, organelles in routed.items()}
-        return Loaded(array, meta, routes, time.perf_counter() - started)
+        prepared = self.predictor.prepare(array, meta, routed) if array.ndim == 2 else None
+        return Loaded(array, meta, routes, time.perf_counter() - started, prepared)
 
     def compute(self, loaded: Loaded) -> Computed:
         """Predict every organelle of a loaded image (the models' part; writes nothing)."""
         started = time.perf_counter()
-        predictions = self._predict(loaded.array, loaded.meta)
+        predictions = self._predict(loaded.array, loaded.meta, loaded.prepared)
         return Computed(loaded, predictions, time.perf_counter() - started)
 
     def write(self, computed: Computed, outputs: Mapping[Organelle, Path],
@@ -179,9 +185,10 @@ class Processor:
             raise RouteError(f"unknown modality ({why}) and the manifest has no '*' route for "
                              f"it; pass --modality {choices}") from None
 
-    def _predict(self, array: np.ndarray, meta: ome.ImageMeta) -> dict[Organelle, np.ndarray]:
+    def _predict(self, array: np.ndarray, meta: ome.ImageMeta,
+                 prepared: dict[tuple, np.ndarray] | None) -> dict[Organelle, np.ndarray]:
         if array.ndim == 2:
-            return self.predictor.predict(array, meta, self.organelles)
+            return self.predictor.predict(array, meta, self.organelles, prepared)
         if self.zstack == "all":
             planes = [self.predictor.predict(plane, meta, self.organelles) for plane in array]
             return {o: np.stack([p[o] for p in planes]) for o in self.organelles}  # (Z, Y, X)

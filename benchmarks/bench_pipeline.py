@@ -4,8 +4,9 @@ A batch of ``--images`` simulated-size OME-TIFFs (``--size``², uint16, zlib as 
 write them) goes through the container's processor (``process.build``, CPU) three ways,
 each in its own child process so that its peak RSS is its own:
 
-- ``compute``: the images read beforehand; only ``Processor.compute`` is timed (the models,
-  normalisation and tiling: the bound a pipeline can at best reach);
+- ``compute``: the images loaded beforehand (read, normalised and resampled to the models'
+  pixel sizes); only ``Processor.compute`` is timed (tiling, the models, resampling back:
+  the bound a pipeline can at best reach);
 - ``sequential``: ``batch.run(..., pipelined=False)``: read, compute, write in a row;
 - ``pipelined``: ``batch.run(...)``: next read and previous write on background threads.
 

@@ -131,3 +131,30 @@ def test_models_sharing_norm_and_pixel_size_share_one_resampled_input(tmp_path, 
              else image.astype(np.float32))
         expected = resample.back_to_grid(original(x, 0.07, um) + offset, image.shape, um, 0.07)
         np.testing.assert_allclose(out[Organelle(organelle)], expected, rtol=1e-6, atol=1e-4)
+
+
+def test_a_loaded_image_carries_its_model_inputs_so_compute_makes_none(tmp_path, monkeypatch):
+    """A batch run prepares the next image in its read stage: ``Processor.load`` normalises
+    and resamples, ``compute`` only predicts, and the result is that of ``predict`` alone."""
+    import process
+    from lightmycells.engine import resample
+    from lightmycells.io import ome
+    from tests import onnx_models
+    folder = onnx_models.write_weights(tmp_path / "w", onnx_models.conv_model(4),
+                                       pixel_size_um=0.1)
+    m = manifest.load(folder)
+    rt = runtime.Runtime("cpu", 1)
+    path = tmp_path / "a_BF.ome.tiff"
+    ome.write(path, _image((120, 90)), channel="BF", pixel_size_um=(0.07, 0.07))
+    proc = process.Processor(predictor.Predictor(m, rt), m, ORGANELLES)
+    loaded = proc.load(path)
+    (prepared,) = loaded.prepared.values()
+    assert prepared.shape == resample.model_shape((120, 90), 0.07, 0.1)
+    made = []
+    monkeypatch.setattr(resample, "to_pixel_size", lambda *a: made.append(a))
+    out = proc.compute(loaded).predictions
+    assert made == []
+    monkeypatch.undo()
+    alone = predictor.Predictor(m, rt).predict(*ome.read(path))
+    for organelle in ORGANELLES:
+        np.testing.assert_array_equal(out[organelle], alone[organelle])

@@ -77,10 +77,32 @@ class Predictor:
         self.tta, self.batch_size, self.overlap = tta, batch_size, overlap
         self.resample, self.tiles, self.transforms = resample, tiles, tuple(transforms)
 
+    def prepare(self, image: np.ndarray, meta: ImageMeta,
+                entries: Iterable[ModelEntry]) -> dict[tuple, np.ndarray]:
+        """The inputs of ``entries`` for one ``(Y, X)`` image, for :meth:`predict`'s ``prepared``.
+
+        Each is the image normalised as its model wants and resampled to its pixel size, made
+        once per (normalisation, pixel sizes). A batch run prepares the next image while the
+        current one computes.
+
+        Raises
+        ------
+        ImageError
+            When the image's pixel size would resample it absurdly.
+        """
+        prepared: dict[tuple, np.ndarray] = {}
+        for entry in entries:
+            self._input(entry, image, self._pixel_sizes(entry, meta, image.shape), prepared)
+        return prepared
+
     def predict(
-        self, image: np.ndarray, meta: ImageMeta, organelles: Iterable[Organelle] = ORGANELLES
+        self, image: np.ndarray, meta: ImageMeta, organelles: Iterable[Organelle] = ORGANELLES,
+        prepared: dict[tuple, np.ndarray] | None = None,
     ) -> dict[Organelle, np.ndarray]:
         """Predict the requested organelles for one ``(Y, X)`` image.
+
+        ``prepared`` holds model inputs already made from this image (:meth:`prepare`);
+        the ones missing are made here.
 
         Returns
         -------
@@ -101,7 +123,7 @@ class Predictor:
                              f"reduce z-stacks first")
         wanted = [Organelle(o) for o in organelles]
         out: dict[Organelle, np.ndarray] = {}
-        prepared: dict[tuple, np.ndarray] = {}
+        prepared = {} if prepared is None else prepared
         for entry, served in self.manifest.routes(wanted, meta.modality,
                                                          meta.pixel_size_um).items():
             pred = self.predict_model(entry, image, meta, prepared)  # (C, Y, X)
