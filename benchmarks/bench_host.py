@@ -3,11 +3,13 @@
 Usage: PYTHONPATH=. python benchmarks/bench_host.py [--size 2048] [--repeat 3] [--threads 2]
 
 One simulated bright-field ``size``² OME-TIFF (the GPU check's image), stated at three pixel
-sizes, runs through the container's processor with the shipped weights on the CPU: read
-(``Processor.load``), compute (``Processor.compute``) and write (``Processor.write``). Compute
-is split into the time inside the ONNX models' calls and the rest (normalising, resampling
-to the models' pixel size and back, cutting and blending tiles): on a GPU only the model part
-shrinks, so read + host compute + write is what a GPU run cannot go below on this host.
+sizes, runs through the container's processor with the shipped weights on the CPU: load
+(``Processor.load``: read, normalise, resample to the models' pixel sizes), compute
+(``Processor.compute``) and write (``Processor.write``). Compute is split into the time inside
+the ONNX models' calls and the rest (cutting and blending tiles, resampling back): on a GPU
+only the model part shrinks, so load + host compute + write is what a GPU run cannot go
+below on this host (a batch run overlaps load and write with compute; a one-image job
+cannot).
 Best of ``--repeat`` per stage, after one untimed run.
 """
 
@@ -55,14 +57,14 @@ def stages(proc: process.Processor, path: Path, out: Path, clock: ModelClock) ->
     """Seconds of each stage for one image."""
     started = time.perf_counter()
     loaded = proc.load(path)
-    read = time.perf_counter() - started
+    load = time.perf_counter() - started
     clock.seconds, started = 0.0, time.perf_counter()
     computed = proc.compute(loaded)
     compute, model = time.perf_counter() - started, clock.seconds
     started = time.perf_counter()
     proc.write(computed, {o: out / f"{o.value}.tiff" for o in ORGANELLES})
     write = time.perf_counter() - started
-    return {"read": read, "model": model, "host compute": compute - model, "write": write}
+    return {"load": load, "model": model, "host compute": compute - model, "write": write}
 
 
 def main() -> None:
@@ -77,7 +79,7 @@ def main() -> None:
                              manifest, ORGANELLES)
     clock = ModelClock()
     print(f"{args.size}² BF, {args.threads} ORT threads, best of {args.repeat} per stage")
-    print("| pixel µm | read s | host compute s | write s | host total s | model s (CPU) |")
+    print("| pixel µm | load s | host compute s | write s | host total s | model s (CPU) |")
     print("| --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -88,8 +90,8 @@ def main() -> None:
             stages(proc, path, folder, clock)  # sessions, first shapes
             runs = [stages(proc, path, folder, clock) for _ in range(args.repeat)]
             best = {k: min(r[k] for r in runs) for k in runs[0]}
-            host = best["read"] + best["host compute"] + best["write"]
-            print(f"| {um} | {best['read']:.3f} | {best['host compute']:.3f} | "
+            host = best["load"] + best["host compute"] + best["write"]
+            print(f"| {um} | {best['load']:.3f} | {best['host compute']:.3f} | "
                   f"{best['write']:.3f} | {host:.3f} | {best['model']:.2f} |")
 
 
