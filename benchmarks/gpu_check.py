@@ -10,10 +10,17 @@ the training item) it measures, in well under 5 minutes:
 - ``end_to_end``: seconds per image (read, four organelles, write; the batch pipeline)
   over tile batch sizes, fp32 and fp16;
 - ``iobinding``: reused device buffers (IOBinding) vs plain ``run`` per batch;
-- ``cudnn_search``: EXHAUSTIVE vs HEURISTIC on a one-image job (sessions, warm-up, one image)
-  and on a batch of ``--batch-images`` images;
-- ``training``: steps/s of a short training run (AMP, channels-last);
-- ``gpu_memory``: the device's memory in use at peak (sampled), and torch's peak.
+- ``cudnn_search``: EXHAUSTIVE vs HEURISTIC (with cuDNN 9: the frontend's heuristic modes B
+  and A) on a one-image job (sessions, warm-up, one image) and on a batch of
+  ``--batch-images`` images;
+- ``training``: steps/s of a short training run (AMP, channels-last), in a child process so
+  that torch's CUDA and cuDNN libraries never share a process with ONNX Runtime's;
+- ``gpu_memory``: the device's memory in use at peak (sampled; device-wide, so other
+  processes count too), and torch's peak.
+
+fp32 is measured as fp32: the check sets ``NVIDIA_TF32_OVERRIDE=0`` before CUDA starts (ORT
+may fall back to TF32 where cuDNN has no plan without it). A machine whose ``nvidia-smi``
+names a GPU but where no CUDA session runs fails the ``cuda_available`` check.
 
 Without a GPU it runs the CPU parts (CPU references, end to end, IOBinding on CPU, a few
 CPU training steps) and lists every part it skipped, and why, in ``skipped`` and on stdout.
@@ -29,6 +36,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -300,7 +308,9 @@ def cudnn_search(report: Report, manifest: Any, image: Path, args: argparse.Name
                 proc.compute(loaded)
                 done += 1
             per_image = (time.perf_counter() - started) / max(1, done)
-            out[str(search)] = {"one_image_job_s": round(one_job, 3),
+            out[str(search)] = {"cudnn9_frontend_mode": {"EXHAUSTIVE": "heuristic B",
+                                                         "HEURISTIC": "heuristic A"}[search],
+                                "one_image_job_s": round(one_job, 3),
                                 f"batch_{args.batch_images}_s": round(
                                     one_job + per_image * args.batch_images, 3),
                                 "steady_s_per_image": round(per_image, 4),
@@ -361,6 +371,34 @@ def training(report: Report, args: argparse.Namespace) -> None:
             report.skip("training:cuda", "torch sees no CUDA device: a few CPU steps, no AMP")
 
 
+def training_in_child(report: Report, args: argparse.Namespace) -> None:
+    """The ``training`` item in a child process (``--only training``), merged into ``report``.
+
+    torch loads its own CUDA and cuDNN; beside the ones ONNX Runtime loaded, of another
+    CUDA major version, the process would mix them (microsoft/onnxruntime issue 24266).
+    """
+    if report.out_of_time("training", ""):
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "training.json"
+        command = [sys.executable, str(Path(__file__).resolve()), "--only", "training",
+                   "--out", str(out), *(["--quick"] if args.quick else [])]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        except subprocess.TimeoutExpired:
+            report.data["errors"]["training"] = "the training child ran over 300 s"
+            return
+        print("".join(line for line in done.stdout.splitlines(keepends=True)
+                      if not line.startswith("gpu_check:")), end="", flush=True)
+        if not out.exists():
+            report.data["errors"]["training"] = (f"the training child failed (exit "
+                                                 f"{done.returncode}): {done.stderr[-300:]}")
+            return
+        child = json.loads(out.read_text())
+    for key in ("results", "skipped", "errors"):
+        report.data[key].update(child[key])
+
+
 def gpu_name() -> str | None:
     if shutil.which("nvidia-smi") is None:
         return None
@@ -380,17 +418,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=240.0,
                         help="seconds after which remaining measurements are skipped (and "
                         "listed as such), so that the check ends within 5 minutes")
+    parser.add_argument("--only", choices=["training"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.size = 256 if args.quick else 2048
     args.tile = 128 if args.quick else 1024
     args.e2e_images, args.batch_images = (2, 3) if args.quick else (4, 50)
     args.repeat, args.train_steps = (2, 3) if args.quick else (10, 50)
+    os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")  # before CUDA starts: fp32 is fp32
     started = time.perf_counter()
     report = Report(args)
+    if args.only == "training":
+        training(report, args)
+        return write_report(report, args, started)
     ok, why = runtime.cuda_status()
     gpu = ok
     report.data.update(gpu=gpu, cuda_status=why, gpu_name=gpu_name(),
-                       onnxruntime=__import__("onnxruntime").__version__)
+                       onnxruntime=__import__("onnxruntime").__version__,
+                       nvidia_tf32_override=os.environ["NVIDIA_TF32_OVERRIDE"])
+    if report.data["gpu_name"] and not gpu:
+        report.check("cuda_available", False,
+                     f"nvidia-smi sees {report.data['gpu_name']}, but {why}")
     print(f"gpu_check: {'GPU ' + str(report.data['gpu_name']) if gpu else 'no GPU'} ({why}); "
           f"{'quick' if args.quick else 'full'} sizes", flush=True)
     manifest = manifests.load(args.weights)
@@ -402,13 +449,19 @@ def main(argv: list[str] | None = None) -> int:
         end_to_end(report, manifest, image, args, gpu)
         iobinding(report, manifest, args, gpu)
         cudnn_search(report, manifest, image, args, gpu)
-        training(report, args)
+    training_in_child(report, args)
     if gpu and memory is not None and memory.total:
         report.data["results"]["gpu_memory"] = {"peak_used_mb": round(memory.peak / 2**20, 1),
-                                                "total_mb": round(memory.total / 2**20, 1)}
+                                                "total_mb": round(memory.total / 2**20, 1),
+                                                "scope": "device-wide (all processes)"}
     else:
         report.skip("gpu_memory", "no GPU memory to sample" if not gpu
                     else "neither the CUDA runtime nor NVML answered")
+    return write_report(report, args, started)
+
+
+def write_report(report: Report, args: argparse.Namespace, started: float) -> int:
+    """Write the JSON report, print the summary line; exit code 1 on a failed check or error."""
     report.data["seconds"] = round(time.perf_counter() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report.data, indent=2, default=str))

@@ -48,3 +48,23 @@ def test_quick_cpu_run_reports_what_it_measured_and_what_it_skipped(tmp_path):
     for item in ("cuda_session", "parity", "end_to_end", "iobinding", "cudnn_search",
                  "training", "gpu_memory"):
         assert item in results or item in skipped, item
+
+
+def test_a_gpu_that_cuda_cannot_use_fails_the_check(tmp_path):
+    """nvidia-smi names a GPU (a stand-in script here), but no CUDA session runs: exit 1."""
+    fake = tmp_path / "bin" / "nvidia-smi"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'NVIDIA Stand-in, 580.65, 16384 MiB'\n")
+    fake.chmod(0o755)
+    out = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, "benchmarks/gpu_check.py", "--quick", "--budget", "0",
+         "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO),
+             "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"})
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = json.loads(out.read_text())
+    check = report["checks"]["cuda_available"]
+    assert check["pass"] is False and "NVIDIA Stand-in" in check["detail"]
+    assert "FAIL cuda_available" in done.stdout
+    assert report["nvidia_tf32_override"] == "0"

@@ -8,11 +8,14 @@ one line. On the CPU the thread count comes from the CPUs this process may use (
 and cgroup quota: containers report the host's cores). On CUDA (choices made without a GPU
 to measure them on; ``benchmarks/gpu_check.py`` measures them):
 
-- cuDNN's convolution search suits the job (:func:`choose_search`): a heuristic pick for a
-  one-image Grand-Challenge job, which cannot amortise an exhaustive search, an exhaustive
-  search, once per tile shape, for batches of :data:`EXHAUSTIVE_FROM_IMAGES` or more;
+- cuDNN's algorithm choice suits the job (:func:`choose_search`): ORT's cheaper setting for
+  a one-image Grand-Challenge job, the costlier one for batches of
+  :data:`EXHAUSTIVE_FROM_IMAGES` or more (see :class:`CudnnSearch` for what they are with
+  cuDNN 9);
 - inputs and outputs go through IOBinding with device buffers kept per batch shape and
   reused by every later batch of that shape (:class:`OnnxModel`);
+- CUDA and cuDNN libraries installed as pip wheels (``nvidia-*``) are preloaded
+  (``onnxruntime.preload_dlls``): the system loader path does not hold them;
 - the tile batch size can follow the free GPU memory (:func:`gpu_memory`,
   :func:`tile_batch_size`);
 - a manifest entry's fp16 variant (parity-checked against PyTorch at export) is used only
@@ -25,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import io
 import os
 import re
 import sys
@@ -49,9 +53,12 @@ CPU_PROVIDER = "CPUExecutionProvider"
 class CudnnSearch(StrEnum):
     """How cuDNN picks a convolution algorithm (ORT's ``cudnn_conv_algo_search``).
 
-    EXHAUSTIVE times every algorithm for each convolution at each new input shape (once per
-    tile shape and batch size: seconds for a UNet, then the fastest); HEURISTIC asks
-    cuDNN's heuristics (no search, maybe a slower pick); DEFAULT takes a fixed algorithm.
+    With cuDNN 9, ORT (≥ 1.20) builds convolutions through the cuDNN frontend, which maps
+    EXHAUSTIVE to heuristic mode B (a costlier, usually better pick), HEURISTIC to mode A and
+    DEFAULT to the fallback mode, which is reported to be far slower (microsoft/onnxruntime
+    issue 22705): none of them times every algorithm any more, as the legacy
+    ``cudnnFind`` path did. A plan is rebuilt whenever a convolution's input shape changes,
+    so a run keeps one tile shape and batch per image size. Not measured on a GPU here.
     """
 
     EXHAUSTIVE = "EXHAUSTIVE"
@@ -59,15 +66,17 @@ class CudnnSearch(StrEnum):
     DEFAULT = "DEFAULT"
 
 
-#: Images in a job from which the exhaustive search is chosen. A Grand-Challenge job has
-#: one image: a search of seconds per tile shape cannot pay off against ~1 s of compute on
-#: a T4. Over hundreds of same-sized images it runs once and every later batch gains.
-#: The break-even is a guess until ``benchmarks/gpu_check.py`` measures both modes on a
-#: one-image job and a 50-image batch (docs/BENCHMARKS.md).
+#: Images in a job from which EXHAUSTIVE (heuristic mode B) is chosen. Written when it meant
+#: a timed search of seconds per tile shape, which a one-image job cannot pay off; with
+#: cuDNN 9 both modes are heuristics and the gap may be small either way. A guess until
+#: ``benchmarks/gpu_check.py`` measures both on a one-image job and a 50-image batch.
 EXHAUSTIVE_FROM_IMAGES = 16
 #: Base CUDA provider options; ``cudnn_conv_algo_search`` is added per job. TF32 is off so
 #: that fp32 means fp32 on Ampere and later (CUDA vs CPU within 1e-4 of the range; TF32
-#: keeps 10 mantissa bits): the fast path is the fp16 variant, where its parity holds.
+#: keeps 10 mantissa bits): the fast path is the fp16 variant, where its parity holds. ORT
+#: falls back to TF32 where cuDNN finds no plan without it (microsoft/onnxruntime PR 21752);
+#: ``NVIDIA_TF32_OVERRIDE=0`` in the environment rules it out (the GPU check sets it).
+#: ``cudnn_conv_use_max_workspace`` sizes only the legacy search's workspace.
 CUDA_OPTIONS: dict[str, Any] = {
     "device_id": 0,
     "use_tf32": "0",
@@ -83,7 +92,7 @@ BOUND_SHAPES = 4
 #: Tile batch size from free GPU memory: the share of free memory the tiles may take (the
 #: rest is left to cuDNN workspaces and other processes), and the device bytes per tile
 #: pixel, an estimate: the CPU working set of the width-16 UNet is ~700 B/px at fp32
-#: (docs/BENCHMARKS.md); ×3 for cuDNN's workspace (max workspace is on).
+#: (docs/BENCHMARKS.md); ×3 as headroom for cuDNN's plans' workspaces and the arena.
 GPU_MEMORY_SHARE = 0.5
 GPU_BYTES_PER_PIXEL = 2048
 #: Tiles per model call (in patch² tiles) when the free GPU memory is unknown, and on CPU.
@@ -169,6 +178,8 @@ def cuda_status() -> tuple[bool, str]:
     """Whether a CUDA session can be created and run here, and why not if it cannot."""
     if CUDA_PROVIDER not in ort.get_available_providers():
         return False, f"this onnxruntime build ({ort.get_device()}) has no CUDA provider"
+    with contextlib.suppress(Exception), contextlib.redirect_stdout(io.StringIO()):
+        ort.preload_dlls()  # CUDA/cuDNN from pip wheels; else the loader's own path, as before
     options = ort.SessionOptions()
     options.log_severity_level = _ORT_ERROR_LEVEL
     try:
@@ -260,9 +271,10 @@ class OnnxModel:
         The ONNX file the session was built from (the fp16 variant on CUDA, if any).
     bind:
         Run through IOBinding with input and output buffers on ``device`` kept per batch
-        shape and reused (default: on CUDA only). Each call then copies the batch into the
-        kept input buffer and the result out of the kept output buffer, instead of ORT
-        allocating and freeing device memory for both on every call.
+        shape and reused (default: on CUDA only). Each call copies the batch into the kept
+        input buffer and the result out of the kept output buffer. Plain ``run`` makes the
+        same two copies with buffers from the session's arena, so the gain is expected to be
+        small; ``benchmarks/gpu_check.py`` (``iobinding``) measures it.
     """
 
     def __init__(self, session: ort.InferenceSession, entry: ModelEntry, device: str,
@@ -361,8 +373,11 @@ def _nvml_memory(device_id: int) -> tuple[int, int] | None:
                     ("used", ctypes.c_ulonglong)]
 
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
-    with contextlib.suppress(ValueError, IndexError):
-        device_id = int(visible[device_id]) if visible != [""] else device_id
+    if visible != [""]:  # NVML counts GPUs in PCI order: right with CUDA_DEVICE_ORDER=PCI_BUS_ID
+        try:
+            device_id = int(visible[device_id])
+        except (ValueError, IndexError):  # a UUID or MIG name: which GPU is unknown here
+            return None
     try:
         nvml = ctypes.CDLL("libnvidia-ml.so.1")
     except OSError:
