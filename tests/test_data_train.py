@@ -61,10 +61,37 @@ def test_store_gives_the_raw_fields_of_view_and_bit_identical_samples(packed, sp
     assert (a.offset, a.spread, a.vmin, a.vmax) == (b.offset, b.spread, b.vmin, b.vmax)
 
 
-def test_config_refuses_store_with_resampling_or_mip(packed):
+@pytest.mark.parametrize("resample_um", [0.2, 0.05])
+def test_store_samples_at_a_pixel_size_equal_the_raw_readers(packed, resample_um):
+    """With data.resample_um, patches cut from the store's lazily resampled planes (only the
+    region a patch needs is read and resampled) equal the raw reader's, which resamples
+    whole files; gamma and elastic augmentation included; validation planes too."""
     root, store = packed
-    with pytest.raises(ConfigError, match="data.store serves single planes"):
-        _cfg(root, store, resample_um=0.2)
+    raw_cfg = _cfg(root, None, resample_um=resample_um, split="region", val_fraction=0.3)
+    store_cfg = _cfg(root, store, resample_um=resample_um, split="region", val_fraction=0.3)
+    organelles = list(raw_cfg.data.organelles)
+    fovs = data.with_targets(data.index_fovs([root]), organelles)
+    assert all(f.pixel_size_um for f in fovs)
+    from_raw = data.PatchDataset(fovs, organelles, raw_cfg.data, seed=3, length=24)
+    from_store = data.PatchDataset(fovs, organelles, store_cfg.data, seed=3, length=24)
+    for i in range(24):
+        for a, b in zip(from_raw[i], from_store[i], strict=True):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), atol=2e-4)
+    plane, size = fovs[0].planes[0], fovs[0].pixel_size_um
+    a = data.image_store(raw_cfg.data).get(plane, size)
+    b = from_store.store.get(plane, size)
+    lazy = from_store.store.patch_plane(plane, size)
+    assert isinstance(lazy.pixels, data.ResampledPlane)
+    assert a.pixels.shape == b.pixels.shape == lazy.pixels.shape != (0, 0)
+    np.testing.assert_allclose(a.pixels, b.pixels, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(lazy.pixels[5:40][3:20, 7:30]), a.pixels[8:25, 7:30],
+                               rtol=1e-5, atol=1e-3)
+    assert (a.offset, a.spread, a.vmin, a.vmax) == (b.offset, b.spread, b.vmin, b.vmax)
+
+
+def test_config_refuses_store_with_mip(packed):
+    root, store = packed
+    assert _cfg(root, store, resample_um=0.2).data.resample_um == 0.2
     with pytest.raises(ConfigError, match="data.store serves single planes"):
         _cfg(root, store, zstack="mip")
     with pytest.raises(data.DataError, match="no index.json"):

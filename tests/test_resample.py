@@ -240,3 +240,24 @@ def test_smoothing_repeats_the_edge_values(axis, sigma):
     expected = np.apply_along_axis(
         lambda v: np.convolve(np.pad(v, radius, mode="edge"), kernel, mode="valid"), axis, values)
     np.testing.assert_allclose(resample._smooth(values, sigma, axis), expected, atol=2e-6)
+
+
+@pytest.mark.parametrize("from_um,to_um", [(0.065, 0.1), (0.162, 0.1), ((0.05, 0.2), 0.16),
+                                           (0.3, 0.1)])
+def test_a_region_resamples_as_the_whole_plane_would(from_um, to_um):
+    """Crops anywhere (interior, edges, corners) made from the input region they need equal
+    the same crop of the whole plane's resampling."""
+    image = np.random.default_rng(7).normal(size=(150, 170)).astype(np.float32)
+    f, t = resample._pair(from_um), resample._pair(to_um)
+    whole = resample.to_pixel_size(image, f, t)
+    for top, left, size in [(0, 0, 24), (9, 30, 20), (whole.shape[0] - 17, whole.shape[1] - 24, 17)]:
+        ya, yb = resample.input_span(top, top + size, 150, f[0], t[0])
+        xa, xb = resample.input_span(left, left + size, 170, f[1], t[1])
+        crop = resample.region_to_pixel_size(
+            image[ya:yb, xa:xb], f, t, full_shape=(150, 170), region_start=(ya, xa),
+            out_start=(top, left), out_shape=(size, size))
+        np.testing.assert_allclose(crop, whole[top:top + size, left:left + size], atol=2e-5)
+    with pytest.raises(ValueError, match="does not cover"):
+        resample.region_to_pixel_size(image[20:40, 20:40], f, t, full_shape=(150, 170),
+                                      region_start=(20, 20), out_start=(30, 30),
+                                      out_shape=(8, 8))

@@ -156,10 +156,9 @@ class DataConfig(_Strict):
     def _patch_is_even(self) -> DataConfig:
         if self.patch % 16:
             raise ValueError(f"data.patch must be a multiple of 16 (got {self.patch})")
-        if self.store is not None and (self.resample_um is not None
-                                       or self.zstack == ZStack.MIP):
-            raise ValueError("data.store serves single planes at their own pixel size: "
-                             "expected data.resample_um null and data.zstack plane or best")
+        if self.store is not None and self.zstack == ZStack.MIP:
+            raise ValueError("data.store serves single planes: expected data.zstack plane "
+                             "or best")
         return self
 
     @model_validator(mode="after")

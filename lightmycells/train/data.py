@@ -293,8 +293,9 @@ class ImageStore:
     container's tolerance is resampled with the container's own resampler
     (:func:`lightmycells.engine.resample.to_pixel_size`: anti-aliased when shrinking, pixel
     centres on the same physical grid, so an input and its target stay aligned). The
-    normalisation statistics are those of the image as read, as the container normalises
-    before it resamples.
+    normalisation statistics and the range (``vmin``, ``vmax``: the gamma augmentation's
+    domain) are those of the image as read, as the container normalises before it
+    resamples.
     """
 
     def __init__(self, low: float, high: float, cache: bool,
@@ -318,8 +319,8 @@ class ImageStore:
             raw = zstack.reduce(np.stack([raw, *(_read_plane(p) for p in paths[1:])]), "mip")
         offset, spread = self.normalizer.stats(raw)
         pixels = self._resampled(raw, pixel_size, paths[0])
-        plane = Plane(pixels, float(offset), float(spread), float(pixels.min()),
-                      float(pixels.max()))
+        plane = Plane(pixels, float(offset), float(spread), float(raw.min()),
+                      float(raw.max()))  # range as read, as the store's statistics
         if self.cache:
             self._planes[key] = plane
         return plane
@@ -341,24 +342,71 @@ class ImageStore:
         return resample.to_pixel_size(raw, pixel_size, self.resample_um)
 
 
+class ResampledPlane:
+    """A lazy plane seen at another pixel size: crops resample only the region they need.
+
+    ``source`` is any 2D array-like that reads what is sliced (a store's ``LazyPlane``);
+    its pixel size is ``from_um`` (y, x), and this view's is ``to_um``. A crop equals the
+    same crop of ``resample.to_pixel_size`` of the whole plane (to ~1e-6 of the range),
+    which ``np.asarray`` computes; row slices stay lazy, as the store's own planes do.
+    """
+
+    ndim = 2
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, source, from_um: tuple[float, float], to_um: float,
+                 top: int = 0, shape: tuple[int, int] | None = None) -> None:
+        self.source, self.from_um, self.to_um, self.top = source, from_um, to_um, top
+        self.full_shape = resample.model_shape(tuple(source.shape), from_um, to_um)
+        self.shape = self.full_shape if shape is None else shape
+
+    def __getitem__(self, key) -> np.ndarray | ResampledPlane:
+        if isinstance(key, slice) and key.step in (None, 1):  # rows: a lazy band
+            start, stop, _ = key.indices(self.shape[0])
+            return ResampledPlane(self.source, self.from_um, self.to_um, self.top + start,
+                                  (max(stop - start, 0), self.shape[1]))
+        if not (isinstance(key, tuple) and len(key) == 2
+                and all(isinstance(k, slice) and k.step in (None, 1) for k in key)):
+            return np.asarray(self)[key]
+        (y0, y1, _), (x0, x1, _) = key[0].indices(self.shape[0]), key[1].indices(self.shape[1])
+        start, shape = (self.top + y0, x0), (max(y1 - y0, 0), max(x1 - x0, 0))
+        ya, yb = resample.input_span(start[0], start[0] + shape[0], self.source.shape[0],
+                                     self.from_um[0], self.to_um)
+        xa, xb = resample.input_span(start[1], start[1] + shape[1], self.source.shape[1],
+                                     self.from_um[1], self.to_um)
+        region = np.asarray(self.source[ya:yb, xa:xb], np.float32)
+        return resample.region_to_pixel_size(
+            region, self.from_um, self.to_um, full_shape=tuple(self.source.shape),
+            region_start=(ya, xa), out_start=start, out_shape=shape)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[:, :]
+        return out if dtype is None else out.astype(dtype)
+
+
 class StoredImages(ImageStore):
     """Planes from a packed store (``data.store``): statistics read, not computed.
 
     :meth:`get` decodes a whole plane (validation); :meth:`patch_plane` returns a lazy view
-    whose crops decode only the chunks they touch (training patches).
+    whose crops decode only the chunks they touch (training patches). With ``resample_um``
+    the planes are seen at that pixel size (:class:`ResampledPlane`); the normalisation
+    statistics and range stay those of the plane as stored, as the container normalises
+    before it resamples.
     """
 
-    def __init__(self, path: str | Path, low: float, high: float) -> None:
+    def __init__(self, path: str | Path, low: float, high: float,
+                 resample_um: float | None = None) -> None:
         from lightmycells.data.store import Store, StoreError
 
-        super().__init__(low, high, cache=False)
+        super().__init__(low, high, cache=False, resample_um=resample_um)
         try:
             self.data = Store(path)
         except (StoreError, OSError) as exc:
             raise DataError(str(exc)) from None
         self.root = Path(self.data.index["source"])
 
-    def _plane(self, source: Source, lazy: bool) -> Plane | None:
+    def _plane(self, source: Source, lazy: bool,
+               pixel_size: tuple[float, float] | None) -> Plane | None:
         if isinstance(source, tuple):
             raise DataError("data.store serves single planes (data.zstack plane or best)")
         path = Path(source)
@@ -368,17 +416,27 @@ class StoredImages(ImageStore):
         ref = self.data.ref(rel)
         low = ref.percentile(self.normalizer.low)
         spread = ref.percentile(self.normalizer.high) - low
-        pixels = self.data.plane(rel) if lazy else self.data.read(rel).astype(np.float32)
+        if self.resample_um is not None and pixel_size is None:
+            raise DataError(f"{path}: no pixel size in the index, but data.resample_um is "
+                            f"{self.resample_um} µm (resampling needs it)")
+        scaled = (self.resample_um is not None
+                  and resample.needs_resampling(pixel_size, self.resample_um))
+        if lazy:
+            pixels = self.data.plane(rel)
+            if scaled:
+                pixels = ResampledPlane(pixels, pixel_size, self.resample_um)
+        else:
+            pixels = self._resampled(self.data.read(rel).astype(np.float32), pixel_size, path)
         return Plane(pixels, low, spread, ref.stats["min"], ref.stats["max"])  # type: ignore
 
     def get(self, source: Source, pixel_size: tuple[float, float] | None = None) -> Plane:
         """The whole plane of ``source`` (an absolute path under the store's source root)."""
-        return self._plane(source, lazy=False) or super().get(source, pixel_size)
+        return self._plane(source, False, pixel_size) or super().get(source, pixel_size)
 
     def patch_plane(self, source: Source,
                     pixel_size: tuple[float, float] | None = None) -> Plane:
         """The plane as a lazy array: crops read only their chunks."""
-        return self._plane(source, lazy=True) or super().get(source, pixel_size)
+        return self._plane(source, True, pixel_size) or super().get(source, pixel_size)
 
 
 def stored_fovs(path: str | Path, modalities: Iterable[Modality] | None = None,
@@ -417,7 +475,7 @@ def _indexed_fovs(entries: Iterable[dict], root: Path,
 def image_store(cfg: DataConfig) -> ImageStore:
     """The plane reader ``cfg`` asks for: the packed store, or the TIFFs themselves."""
     if cfg.store is not None:
-        return StoredImages(cfg.store, cfg.norm_low, cfg.norm_high)
+        return StoredImages(cfg.store, cfg.norm_low, cfg.norm_high, cfg.resample_um)
     return ImageStore(cfg.norm_low, cfg.norm_high, cfg.cache, cfg.resample_um)
 
 
