@@ -57,22 +57,28 @@ def needs_resampling(image_um: float | Sequence[float], model_um: float | Sequen
 #: The cubic B-spline prefilter's pole, and its gain (1 - z)(1 - 1/z) (Unser, 1999).
 _POLE = np.sqrt(3.0) - 2.0
 _GAIN = 6.0
+#: Terms of the causal filter's starting sum on long axes: |pole|^23 < 1e-13.
+_HORIZON = 24
 
 
 def _spline_coefficients(values: np.ndarray) -> np.ndarray:
     """Cubic B-spline coefficients along axis 0 (mirror boundary), float32.
 
-    The causal filter starts from the exact sum over the mirrored signal, the anti-causal
-    one from its closed form; each step is one row operation over the other axis.
+    The causal filter starts from the sum over the mirrored signal (exact for short axes;
+    past :data:`_HORIZON` terms, below 1e-13, it is cut), the anti-causal one from its
+    closed form; each step is one row operation over the other axis.
     """
     n = len(values)
     if n == 1:
         return values.astype(np.float32)
     c = values.astype(np.float32) * np.float32(_GAIN)
     z = np.float32(_POLE)
-    k = np.arange(n, dtype=np.float64)
-    mirror = _POLE**k + np.where((k > 0) & (k < n - 1), _POLE ** (2 * n - 2 - k), 0.0)
-    c[0] = np.tensordot(mirror / (1 - _POLE ** (2 * n - 2)), c, axes=1)
+    if n > _HORIZON:
+        c[0] = np.tensordot(_POLE ** np.arange(_HORIZON), c[:_HORIZON], axes=1)
+    else:
+        k = np.arange(n, dtype=np.float64)
+        mirror = _POLE**k + np.where((k > 0) & (k < n - 1), _POLE ** (2 * n - 2 - k), 0.0)
+        c[0] = np.tensordot(mirror / (1 - _POLE ** (2 * n - 2)), c, axes=1)
     for i in range(1, n):
         c[i] += z * c[i - 1]
     c[n - 1] = z / (z * z - 1) * (c[n - 1] + z * c[n - 2])
