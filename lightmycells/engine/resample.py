@@ -14,8 +14,9 @@ Both directions are separable and done in NumPy, one axis at a time (an anisotro
 smooths only the axes that shrink): the input by cubic B-spline (the textbook prefilter with
 mirror boundaries, then four taps per output pixel), the prediction linearly (no
 overshoot). The tests check them against SimpleITK's ``sitkBSpline`` and ``sitkLinear``,
-which this module used until it measured them at 4× its time: resampling was most of the
-host's work per image, which bounds a GPU's throughput.
+which this module used until SimpleITK's spline measured at 3–6× this one's time
+(``benchmarks/bench_resample.py``): resampling was most of the host's work per image,
+which bounds a GPU's throughput.
 """
 
 from __future__ import annotations
