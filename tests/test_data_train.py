@@ -154,3 +154,46 @@ def test_store_reader_falls_back_to_files_it_does_not_hold(packed, tmp_path):
     assert isinstance(a.pixels, np.ndarray) and not isinstance(b.pixels, np.ndarray)
     np.testing.assert_array_equal(a.pixels, np.asarray(b.pixels))
     assert (a.offset, a.spread) == (b.offset, b.spread)
+
+
+def test_a_store_packed_at_a_pixel_size_serves_the_raw_readers_samples(packed, tmp_path):
+    """pack --pixel-um 0.16 stores every plane resampled (statistics of the planes as read):
+    training at 0.16 µm from it reads the raw reader's patches bit for bit, without
+    resampling anything; a finer data.resample_um is refused, as is a field of view without
+    a pixel size."""
+    import json
+
+    from lightmycells.data.index import read_index
+    from lightmycells.data.pack import PackError
+    root, _ = packed
+    store = tmp_path / "at016.store"
+    pack(root, store, pixel_um=0.16)
+    fovs = data.stored_fovs(store)
+    assert {f.pixel_size_um for f in fovs} == {(0.16, 0.16)}
+    index = json.loads((store / "index.json").read_text())
+    assert index["pixel_size_um"] == 0.16
+    assert {f["resampled_from_um"] for f in index["fovs"]} == {0.1, 0.06, 0.106}
+    raw_cfg = _cfg(root, None, resample_um=0.16)
+    store_cfg = _cfg(root, store, resample_um=0.16)
+    organelles = list(raw_cfg.data.organelles)
+    raw_fovs = data.with_targets(data.index_fovs([root]), organelles)
+    from_raw = data.PatchDataset(raw_fovs, organelles, raw_cfg.data, seed=5, length=16)
+    from_store = data.PatchDataset(data.with_targets(fovs, organelles), organelles,
+                                   store_cfg.data, seed=5, length=16)
+    lazy = from_store.store.patch_plane(fovs[0].planes[0], fovs[0].pixel_size_um)
+    assert not isinstance(lazy.pixels, data.ResampledPlane)  # read as stored
+    for i in range(16):
+        for a, b in zip(from_raw[i], from_store[i], strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    plane = raw_fovs[0].planes[0]
+    a = data.image_store(raw_cfg.data).get(plane, raw_fovs[0].pixel_size_um)
+    b = from_store.store.get(plane, (0.16, 0.16))
+    np.testing.assert_array_equal(a.pixels, b.pixels)
+    assert (a.offset, a.spread, a.vmin, a.vmax) == (b.offset, b.spread, b.vmin, b.vmax)
+    with pytest.raises(data.DataError, match="packed at 0.16 µm; data.resample_um 0.1"):
+        data.image_store(_cfg(root, store, resample_um=0.1).data)
+    broken = read_index(root / "lmc_index.json")
+    broken["fovs"][0]["pixel_size_um"] = None
+    (tmp_path / "index.json").write_text(json.dumps(broken))
+    with pytest.raises(PackError, match="no pixel size, so it cannot be packed at 0.16"):
+        pack(root, tmp_path / "x.store", index_path=tmp_path / "index.json", pixel_um=0.16)

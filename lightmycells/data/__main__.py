@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="pack at most this many planes now (resume later)")
     p.add_argument("--exclude-studies", nargs="*", default=[], metavar="N",
                    help="study numbers kept out of the store (a held-out test set)")
+    p.add_argument("--pixel-um", type=float, default=None, metavar="UM",
+                   help="store the planes resampled to this pixel size (training at "
+                   "data.resample_um UM then reads them as fast as stored pixels)")
     p.add_argument("--no-progress", action="store_true")
 
     s = sub.add_parser("status", help="what is downloaded, indexed and packed (dry runs)")
@@ -88,7 +91,8 @@ def _pack(args: argparse.Namespace) -> int:
     try:
         summary = pack(args.root, args.out, index_path=args.index, jobs=args.jobs,
                        progress=not args.no_progress, limit=args.limit,
-                       exclude_studies=[f"Study_{int(n)}" for n in args.exclude_studies])
+                       exclude_studies=[f"Study_{int(n)}" for n in args.exclude_studies],
+                       pixel_um=args.pixel_um)
     except (PackError, ValueError) as exc:
         print(f"pack: {exc}", file=sys.stderr)
         return 2

@@ -6,6 +6,13 @@ max, mean and percentiles (computed exactly as the engine's percentile normalise
 them) go to ``done.jsonl`` only after its chunks are written. A rerun
 skips the planes ``done.jsonl`` lists (a plane cut off mid-write is simply written again),
 so a killed pack resumes to the same store. ``planes.tsv`` and ``index.json`` come last.
+
+With ``pixel_um`` (``--pixel-um``) every field of view whose pixel size differs from it by
+more than the container's tolerance is stored resampled to it (float32, the container's own
+``resample.to_pixel_size``), so that training at that pixel size (``data.resample_um``)
+reads patches as fast as at the stored pixels. The statistics stay those of the plane as
+read, as the container normalises before it resamples; the index says each field of view's
+new pixel size and shape, and the size it was resampled from.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from tqdm import tqdm
 
 from lightmycells.data.index import read_index
 from lightmycells.data.store import INDEX_NAME, PERCENTILES, PLANES_NAME, STAT_COLUMNS
+from lightmycells.engine import resample
 from lightmycells.engine.normalize import percentiles
 from lightmycells.io.atomic import replacing
 from lightmycells.io.ome import ImageError
@@ -61,9 +69,36 @@ def plan(index: dict) -> tuple[dict[str, dict], list[Slot]]:
     return arrays, slots
 
 
-def _fingerprint(arrays: dict, slots: Sequence[Slot]) -> str:
-    text = json.dumps([arrays, [(s.rel, s.array, s.slot) for s in slots]], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def _fingerprint(arrays: dict, slots: Sequence[Slot], pixel_um: float | None) -> str:
+    layout = [arrays, [(s.rel, s.array, s.slot) for s in slots]]
+    if pixel_um is not None:  # stores packed at their own pixels keep their fingerprint
+        layout.append(pixel_um)
+    return hashlib.sha256(json.dumps(layout, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def at_pixel_size(index: dict, pixel_um: float) -> tuple[dict, dict[str, tuple[float, float]]]:
+    """The index as a store at ``pixel_um`` holds it, and rel → (from µm, to µm) to resample.
+
+    Raises
+    ------
+    PackError
+        For a field of view without a pixel size (its study and image named).
+    """
+    fovs, moves = [], {}
+    for fov in index["fovs"]:
+        size = fov.get("pixel_size_um")
+        if not size:
+            raise PackError(f"{fov['study']} image {fov['image_id']}: no pixel size, so it "
+                            f"cannot be packed at {pixel_um:g} µm")
+        if not resample.needs_resampling(size, pixel_um):
+            fovs.append(fov)
+            continue
+        shape = resample.model_shape(tuple(fov["shape"]), size, pixel_um)
+        fovs.append({**fov, "shape": list(shape), "dtype": "float32",
+                     "pixel_size_um": pixel_um, "resampled_from_um": size})
+        moves.update({rel: (size, pixel_um) for rel in [*fov["planes"],
+                                                        *fov["targets"].values()]})
+    return {**index, "fovs": fovs, "pixel_size_um": pixel_um}, moves
 
 
 def _create(out: Path, arrays: dict, fingerprint: str) -> None:
@@ -106,10 +141,12 @@ def plane_stats(pixels: np.ndarray) -> dict[str, float]:
     return stats
 
 
-def _pack_one(root: str, out: str, slot: Slot) -> tuple[Slot, dict[str, float] | str]:
+def _pack_one(root: str, out: str, slot: Slot,
+              move: tuple[float, float] | None) -> tuple[Slot, dict[str, float] | str]:
     """Decode one source file, write its chunks, return its statistics (worker process).
 
-    Returns the one-line problem instead when the file cannot be read as the index said.
+    ``move``: (from µm, to µm) to resample it first. Returns the one-line problem instead
+    when the file cannot be read as the index said.
     """
     import zarr
 
@@ -118,10 +155,13 @@ def _pack_one(root: str, out: str, slot: Slot) -> tuple[Slot, dict[str, float] |
     except ImageError as exc:
         return slot, str(exc)
     array = zarr.open_array(Path(out) / slot.array, mode="r+")
+    stats = plane_stats(pixels)  # of the plane as read, as the container normalises
+    if move is not None:
+        pixels = resample.to_pixel_size(pixels, *move)
     if pixels.shape != array.shape[1:]:
         return slot, f"{slot.rel}: shape {pixels.shape}, the index said {array.shape[1:]}"
     array[slot.slot] = pixels.astype(array.dtype)
-    return slot, plane_stats(pixels)
+    return slot, stats
 
 
 def _done(out: Path) -> dict[str, dict[str, float]]:
@@ -159,22 +199,24 @@ class PackSummary:
 
 def pack(root: str | Path, out: str | Path, *, index_path: str | Path | None = None,
          jobs: int = 1, progress: bool = False, limit: int | None = None,
-         exclude_studies: Sequence[str] = ()) -> PackSummary:
+         exclude_studies: Sequence[str] = (), pixel_um: float | None = None) -> PackSummary:
     """Pack ``root``'s index into the store ``out`` (see the module docstring).
 
     ``limit`` packs at most that many new planes, then stops without finishing the store
     (for tests of resuming and for spreading a pack over several sessions).
     ``exclude_studies`` (``Study_N`` names) stay out of the store: a held-out test set that
-    training, which reads only the store, never sees.
+    training, which reads only the store, never sees. ``pixel_um``: store the planes
+    resampled to that pixel size.
     """
     root, out = Path(root), Path(out)
     index = read_index(index_path or root / "lmc_index.json")
     index = {**index, "fovs": [f for f in index["fovs"] if f["study"] not in
                                set(exclude_studies)], "excluded_studies": list(exclude_studies)}
+    index, moves = at_pixel_size(index, pixel_um) if pixel_um is not None else (index, {})
     arrays, slots = plan(index)
     if not slots:
         raise PackError(f"{root}: the index has no usable plane")
-    _create(out, arrays, _fingerprint(arrays, slots))
+    _create(out, arrays, _fingerprint(arrays, slots, pixel_um))
     done = _done(out)
     already = sum(s.rel in done for s in slots)
     todo = [s for s in slots if s.rel not in done][:limit]
@@ -182,7 +224,7 @@ def pack(root: str | Path, out: str | Path, *, index_path: str | Path | None = N
                                                   desc="pack", unit="plane",
                                                   disable=not progress) as bar:
         failed: dict[str, str] = {}
-        for slot, stats in _run(str(root), str(out), todo, jobs):
+        for slot, stats in _run(str(root), str(out), todo, jobs, moves):
             if isinstance(stats, str):  # reported, the others go on; the store stays open
                 failed[slot.rel] = stats
                 continue
@@ -196,13 +238,15 @@ def pack(root: str | Path, out: str | Path, *, index_path: str | Path | None = N
     return summary
 
 
-def _run(root: str, out: str, todo: Sequence[Slot], jobs: int):
+def _run(root: str, out: str, todo: Sequence[Slot], jobs: int,
+         moves: dict[str, tuple[float, float]]):
+    each = [moves.get(slot.rel) for slot in todo]
     if jobs <= 1:
-        for slot in todo:
-            yield _pack_one(root, out, slot)
+        for slot, move in zip(todo, each, strict=True):
+            yield _pack_one(root, out, slot, move)
         return
     with ProcessPoolExecutor(jobs) as pool:
-        yield from pool.map(_pack_one, [root] * len(todo), [out] * len(todo), todo,
+        yield from pool.map(_pack_one, [root] * len(todo), [out] * len(todo), todo, each,
                             chunksize=4)
 
 
@@ -217,4 +261,5 @@ def _finish(out: Path, index: dict, slots: Sequence[Slot], done: dict) -> None:
         Path(tmp).write_text(json.dumps({
             "source": index.get("root"), "fovs": index["fovs"],
             "excluded_studies": index.get("excluded_studies", []),
+            "pixel_size_um": index.get("pixel_size_um"),
         }, indent=1))

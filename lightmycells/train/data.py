@@ -404,6 +404,12 @@ class StoredImages(ImageStore):
         except (StoreError, OSError) as exc:
             raise DataError(str(exc)) from None
         self.root = Path(self.data.index["source"])
+        stored = self.data.index.get("pixel_size_um")
+        if stored and resample_um and resample_um < stored * (1 - resample.TOLERANCE):
+            raise DataError(f"{path}: holds planes packed at {stored:g} µm; data.resample_um "
+                            f"{resample_um:g} would enlarge them, without the detail they "
+                            f"lost: pack at {resample_um:g} µm (pack --pixel-um) or from "
+                            f"the stored pixels")
 
     def _plane(self, source: Source, lazy: bool,
                pixel_size: tuple[float, float] | None) -> Plane | None:
