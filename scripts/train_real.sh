@@ -7,9 +7,11 @@
 # fetch:    download the studies (parallel, resumable: rerun after a cut) into $DATA
 # index:    report every quirk of the files, write $DATA/lmc_index.json
 # pack:     chunked store with per-plane statistics in $STORE (resumable); the held-out
-#           studies ($HELDOUT) stay out of it, so training never sees them
+#           studies ($HELDOUT) stay out of it, so training never sees them. With $PIXEL_UM,
+#           one store per pixel size named there, $STORE-<um>um, planes resampled to it
 # train:    one model per organelle ($ORGANELLES), torchrun on all $GPUS GPUs (AMP), from
-#           the store; study-level validation split inside the training studies
+#           the store; study-level validation split inside the training studies; with
+#           $PIXEL_UM, at the organelle's pixel size (data.resample_um) from its store
 # export:   ONNX + fp16 variants with parity checks into $WEIGHTS
 # evaluate: the container (inference.py) on the held-out studies, challenge metrics
 #
@@ -20,7 +22,9 @@
 # WEIGHTS ($RUN/weights), CONFIG (configs/real_sbiad1047.yaml), STUDIES (all),
 # HELDOUT ("6 9 20": PC actin+nucleus, BF mitochondria+nucleus, DIC tubulin+mitochondria+
 # nucleus), ORGANELLES ("nucleus mitochondria tubulin actin"), GPUS (all visible), JOBS (CPU
-# cores for index/pack, at most 16), BASE_URL (the archive), PYTHON (python).
+# cores for index/pack, at most 16), BASE_URL (the archive), PYTHON (python), PIXEL_UM
+# (empty: the stored pixels; e.g. "nucleus:0.16 mitochondria:0.1 tubulin:0.1 actin:0.1", the
+# shipped weights' pixel sizes: docs/TRAINING.md).
 set -euo pipefail
 
 DATA=${DATA:-data/S-BIAD1047}
@@ -33,6 +37,7 @@ HELDOUT=${HELDOUT:-6 9 20}
 ORGANELLES=${ORGANELLES:-nucleus mitochondria tubulin actin}
 PYTHON=${PYTHON:-python}
 BASE_URL=${BASE_URL:-}
+PIXEL_UM=${PIXEL_UM:-}
 CORES=$(nproc 2>/dev/null || echo 4)
 JOBS=${JOBS:-$(( CORES < 16 ? CORES : 16 ))}
 if [[ -z "${GPUS:-}" ]]; then
@@ -54,6 +59,22 @@ done
 read -r -a STUDY_ARGS <<< "$STUDIES"
 read -r -a HELD_ARGS <<< "$HELDOUT"
 read -r -a ORGANELLE_LIST <<< "$ORGANELLES"
+read -r -a PIXEL_PAIRS <<< "$PIXEL_UM"
+
+# The pixel size $PIXEL_UM names for an organelle (empty: none, the stored pixels).
+pixel_um() {
+    local pair
+    for pair in "${PIXEL_PAIRS[@]}"; do
+        if [[ "${pair%%:*}" == "$1" ]]; then echo "${pair#*:}"; return; fi
+    done
+}
+
+# The store an organelle trains from: $STORE, or the one packed at its pixel size.
+store_for() {
+    local um
+    um=$(pixel_um "$1")
+    if [[ -n "$um" ]]; then echo "$STORE-${um}um"; else echo "$STORE"; fi
+}
 
 stamp() { date -u +%H:%M:%S; }
 
@@ -77,8 +98,19 @@ stage_index() {
 }
 
 stage_pack() {
-    run "$PYTHON" -m lightmycells.data pack "$DATA" --out "$STORE" --jobs "$JOBS" \
-        --exclude-studies "${HELD_ARGS[@]}"
+    local organelle um packed=" "
+    for organelle in "${ORGANELLE_LIST[@]}"; do
+        um=$(pixel_um "$organelle")
+        [[ "$packed" != *" ${um:-stored} "* ]] || continue
+        packed+="${um:-stored} "
+        if [[ -n "$um" ]]; then
+            run "$PYTHON" -m lightmycells.data pack "$DATA" --out "$(store_for "$organelle")" \
+                --jobs "$JOBS" --exclude-studies "${HELD_ARGS[@]}" --pixel-um "$um"
+        else
+            run "$PYTHON" -m lightmycells.data pack "$DATA" --out "$STORE" --jobs "$JOBS" \
+                --exclude-studies "${HELD_ARGS[@]}"
+        fi
+    done
 }
 
 stage_train() {
@@ -90,8 +122,10 @@ stage_train() {
         launcher=("$PYTHON" -m lightmycells.train)
     fi
     for organelle in "${ORGANELLE_LIST[@]}"; do
-        run "${launcher[@]}" --config "$CONFIG" --set "data.store=$STORE" \
-            --set "data.organelles=[$organelle]" --set "out=$RUN/$organelle"
+        local scale=()
+        [[ -z "$(pixel_um "$organelle")" ]] || scale=(--set "data.resample_um=$(pixel_um "$organelle")")
+        run "${launcher[@]}" --config "$CONFIG" --set "data.store=$(store_for "$organelle")" \
+            --set "data.organelles=[$organelle]" --set "out=$RUN/$organelle" "${scale[@]}"
     done
 }
 

@@ -47,3 +47,23 @@ def test_dry_run_prints_plan_and_data_without_touching_anything(tmp_path):
     bad = subprocess.run([str(SCRIPT), "fly"], cwd=REPO, env=env, text=True,
                          capture_output=True, timeout=60)
     assert bad.returncode == 2 and "unknown argument: fly" in bad.stderr
+
+
+def test_dry_run_at_physical_pixel_sizes_packs_one_store_per_size(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DATA": str(tmp_path / "data"),
+           "STORE": str(tmp_path / "s"), "RUN": str(tmp_path / "run"), "GPUS": "1",
+           "PIXEL_UM": "nucleus:0.16 mitochondria:0.1 tubulin:0.1"}
+    result = subprocess.run([str(SCRIPT), "--dry-run", "pack", "train"], cwd=REPO, env=env,
+                            text=True, capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    packs = [line for line in out.splitlines() if "lightmycells.data pack" in line]
+    assert len(packs) == 3  # 0.16, 0.1 (shared by two organelles), stored pixels (actin)
+    assert f"--out {tmp_path}/s-0.16um" in packs[0] and packs[0].endswith("--pixel-um 0.16")
+    assert f"--out {tmp_path}/s-0.1um" in packs[1] and packs[1].endswith("--pixel-um 0.1")
+    assert "--pixel-um" not in packs[2]
+    trains = [line for line in out.splitlines() if "lightmycells.train" in line]
+    for line, um in [(trains[0], "0.16"), (trains[1], "0.1"), (trains[2], "0.1")]:
+        assert line.endswith(f"data.resample_um={um}")
+        assert f"data.store={tmp_path}/s-{um}um " in line
+    assert "resample_um" not in trains[3] and f"data.store={tmp_path}/s " in trains[3]
