@@ -65,12 +65,15 @@ def main(argv: Sequence[str], env: Mapping[str, str]) -> int:
 def pixel_settings(args: argparse.Namespace, manifest: Any, runtime: Any) -> dict[str, Any]:
     """What changes an output's pixels; ``--resume`` redoes an input when any of it changed.
 
-    The manifest's fingerprint covers every model file (entries carry their sha256).
+    The manifest's fingerprint covers every model file (entries carry their sha256), the
+    engine's output revision every change of the engine's own arithmetic.
     Threads, batch size and CPU vs CUDA in fp32 change pixels only by float rounding, so
     they are left out; the float16 variants on CUDA are not rounding, so precision is in.
     """
     import process
+    from lightmycells.engine import OUTPUT_REVISION
     return {
+        "engine_revision": OUTPUT_REVISION,
         "manifest_sha256": manifest.fingerprint(),
         "tta": args.tta,
         "overlap": args.overlap,

@@ -242,6 +242,23 @@ def test_resume_redoes_outputs_of_other_weights(resumable, capsys, tmp_path):
     np.testing.assert_allclose(got, 2 * Percentile().before(image)[0] + 1, atol=1e-3)
 
 
+def test_resume_redoes_outputs_of_an_earlier_engine_revision(resumable, capsys):
+    """A record without the revision (written before it existed, by revision 1) or with
+    another one is redone: the engine's own arithmetic changed the outputs."""
+    import json
+    args, out = resumable
+    for name, revision in [("im0_BF.tiff.json", None), ("im1_BF.tiff.json", 1)]:
+        path = out / record.RECORD_FOLDER / name
+        doc = json.loads(path.read_text())
+        doc["settings"].pop("engine_revision")
+        if revision is not None:
+            doc["settings"]["engine_revision"] = revision
+        path.write_text(json.dumps(doc))
+    log = resumed(args, capsys)
+    assert log.count("redone: made by another engine revision (1 -> 2") == 2
+    assert resumed(args, capsys).count("skipped im") == 2
+
+
 def test_resume_redoes_outputs_made_without_tta(resumable, capsys):
     args, _ = resumable
     log = resumed(args, capsys, "--tta")

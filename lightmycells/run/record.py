@@ -1,12 +1,12 @@
 """What ``--resume`` trusts: a small record beside each input's output set.
 
 After an input's outputs are all written, ``OUT/.lightmycells/<key>.json`` records what made
-them: the manifest's sha256 (which names every model file's sha256), the settings that
-change pixels, the organelles written, the input's size and modification time, and each
-output's size. ``--resume`` skips an input only when its record matches this run and its
-outputs are still the files the record describes; otherwise it says why and redoes it. The
-record is removed before an input is redone, so a run killed half-way through rewriting
-an output set leaves no record claiming the mixed files.
+them: the manifest's sha256 (which names every model file's sha256), the engine's output
+revision, the settings that change pixels, the organelles written, the input's size and
+modification time, and each output's size. ``--resume`` skips an input only when its record
+matches this run and its outputs are still the files the record describes; otherwise it
+says why and redoes it. The record is removed before an input is redone, so a run killed
+half-way through rewriting an output set leaves no record claiming the mixed files.
 
 Settings that do not change pixels (device CPU vs CUDA in fp32, threads, batch size, shard)
 are left out, so moving a run between machines does not redo it. Grand-Challenge mode
@@ -76,6 +76,9 @@ def _changed_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | N
     if "manifest_sha256" in new and old.get("manifest_sha256") != new["manifest_sha256"]:
         return f"weights changed (manifest sha256 {str(old.get('manifest_sha256'))[:12]} -> " \
                f"{str(new['manifest_sha256'])[:12]})"
+    if "engine_revision" in new and old.get("engine_revision") != new["engine_revision"]:
+        return (f"made by another engine revision ({old.get('engine_revision', 1)} -> "
+                f"{new['engine_revision']}: its outputs differ)")
     return "settings changed: " + ", ".join(changes)
 
 
