@@ -108,8 +108,9 @@ def test_bad_arguments_are_rejected(identity_weights):
 
 def test_models_sharing_norm_and_pixel_size_share_one_resampled_input(tmp_path, monkeypatch):
     """Four one-organelle models ``x + offset``: two share (percentile, 0.1 µm), one has
-    another normalisation, one another pixel size: 3 resamplings, and every output is its
-    own model's offset on the input made by hand."""
+    another normalisation, one another pixel size: 3 resamplings, 1 percentile
+    normalisation for both grids, and every output is its own model's offset on the input
+    made by hand."""
     from lightmycells.engine import resample
     from tests import onnx_models
     pct, none = {"kind": "percentile", "low": 1.0, "high": 99.8}, {"kind": "none"}
@@ -119,13 +120,16 @@ def test_models_sharing_norm_and_pixel_size_share_one_resampled_input(tmp_path, 
                                        organelles=[o], input_norm=norm, pixel_size_um=um)
                for o, offset, norm, um in specs]
     m = manifest.load(onnx_models.write_manifest(tmp_path, entries))
-    made = []
-    original = resample.to_pixel_size
+    made, stats = [], []
+    original, percentiles = resample.to_pixel_size, normalize.Percentile.stats
     monkeypatch.setattr(resample, "to_pixel_size",
                         lambda x, *sizes: made.append(sizes) or original(x, *sizes))
+    monkeypatch.setattr(normalize.Percentile, "stats",
+                        lambda self, x: stats.append(1) or percentiles(self, x))
     image = _image((90, 110))
     out = predictor.Predictor(m, runtime.Runtime("cpu", 1)).predict(image, _meta(None, 0.07))
     assert sorted(made) == [(0.07, 0.1), (0.07, 0.1), (0.07, 0.2)]
+    assert len(stats) == 1  # one percentile normalisation serves both grids
     for organelle, offset, norm, um in specs:
         x = (normalize.Percentile(1.0, 99.8).before(image)[0] if norm is pct
              else image.astype(np.float32))
@@ -148,8 +152,8 @@ def test_a_loaded_image_carries_its_model_inputs_so_compute_makes_none(tmp_path,
     ome.write(path, _image((120, 90)), channel="BF", pixel_size_um=(0.07, 0.07))
     proc = process.Processor(predictor.Predictor(m, rt), m, ORGANELLES)
     loaded = proc.load(path)
-    (prepared,) = loaded.prepared.values()
-    assert prepared.shape == resample.model_shape((120, 90), 0.07, 0.1)
+    shapes = sorted(x.shape for x in loaded.prepared.values())  # the model's, and the input's
+    assert shapes == sorted([resample.model_shape((120, 90), 0.07, 0.1), (120, 90)])
     made = []
     monkeypatch.setattr(resample, "to_pixel_size", lambda *a: made.append(a))
     out = proc.compute(loaded).predictions

@@ -155,15 +155,21 @@ class Predictor:
     @staticmethod
     def _input(entry: ModelEntry, image: np.ndarray, sizes: tuple | None,
                prepared: dict[tuple, np.ndarray]) -> np.ndarray:
-        """The image normalised as ``entry`` wants it, on its grid; made once per key."""
+        """The image normalised as ``entry`` wants it, on its grid; made once per key.
+
+        The normalised image at the input's own pixels (key ``(norm, None)``) is kept too, so
+        that grids of one normalisation share its statistics.
+        """
         norm = entry.input_norm.build()
-        key = (norm, sizes)
-        if key not in prepared:
-            x, _ = norm.before(image)
-            x = x if sizes is None else resample.to_pixel_size(x, *sizes)
-            x.setflags(write=False)  # shared between models: nothing may change it
-            prepared[key] = x
-        return prepared[key]
+        if (norm, None) not in prepared:
+            native, _ = norm.before(image)
+            native.setflags(write=False)  # shared between models: nothing may change it
+            prepared[(norm, None)] = native
+        if (norm, sizes) not in prepared:
+            x = resample.to_pixel_size(prepared[(norm, None)], *sizes)
+            x.setflags(write=False)
+            prepared[(norm, sizes)] = x
+        return prepared[(norm, sizes)]
 
     def _pixel_sizes(self, entry: ModelEntry, meta: ImageMeta,
                      shape: tuple[int, ...]) -> tuple | None:
