@@ -18,9 +18,11 @@ of the fp32 and int8 model, side by side, on the CPU provider with 2 threads.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -66,6 +68,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--weights", type=Path, default=Path("weights"))
     args = parser.parse_args()
+    args.out, args.weights = args.out.resolve(), args.weights.resolve()
+    args.calibration = args.calibration.resolve()
     shutil.rmtree(args.out, ignore_errors=True)
     shutil.copytree(args.weights, args.out)
     manifest = json.loads((args.out / "manifest.json").read_text())
@@ -89,12 +93,12 @@ def main() -> None:
             def get_next(self):
                 return next(self.items, None)
 
-        prepared = args.out / "prepared.onnx"
-        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(target), Reader(), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        per_channel=True)
-        prepared.unlink()
+        with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):  # ORT's temp files
+            prepared = Path(tmp) / "prepared.onnx"
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+            quantize_static(str(prepared), str(target), Reader(), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            per_channel=True)
         entry["sha256"] = hashlib.sha256(target.read_bytes()).hexdigest()
         entry.pop("fp16", None)
         fp32, int8 = seconds_per_tile(source, probe), seconds_per_tile(target, probe)
