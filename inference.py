@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lightmycells.run import batch, cli
+from lightmycells.run import allocator, batch, cli
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 
@@ -31,6 +31,8 @@ def main(argv: Sequence[str], env: Mapping[str, str]) -> int:
         cli.check_folders(settings)
         discovery = cli.discover_inputs(settings)
         import process  # ONNX Runtime comes in only now that the arguments are valid
+
+        allocator.keep_large_blocks()  # each image's big arrays reuse the last one's memory
 
         try:
             processor, device = process.build(

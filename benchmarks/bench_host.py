@@ -32,6 +32,7 @@ from lightmycells.engine import manifest as manifests  # noqa: E402
 from lightmycells.engine import runtime  # noqa: E402
 from lightmycells.engine.predictor import Predictor  # noqa: E402
 from lightmycells.io import ome  # noqa: E402
+from lightmycells.run import allocator  # noqa: E402
 from lightmycells.vocab import ORGANELLES  # noqa: E402
 
 
@@ -73,12 +74,18 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--weights", type=Path, default=REPO / "weights")
+    parser.add_argument("--allocator", choices=["default", "keep"], default="keep",
+                        help="keep: glibc keeps freed large blocks, as inference.py sets it "
+                        "(run.allocator); default: glibc's own thresholds")
     args = parser.parse_args()
+    if args.allocator == "keep":
+        allocator.keep_large_blocks()
     manifest = manifests.load(args.weights)
     proc = process.Processor(Predictor(manifest, runtime.Runtime("cpu", args.threads)),
                              manifest, ORGANELLES)
     clock = ModelClock()
-    print(f"{args.size}² BF, {args.threads} ORT threads, best of {args.repeat} per stage")
+    print(f"{args.size}² BF, {args.threads} ORT threads, best of {args.repeat} per stage, "
+          f"allocator {args.allocator}")
     print("| pixel µm | load s | host compute s | write s | host total s | model s (CPU) |")
     print("| --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
