@@ -330,14 +330,27 @@ class ImageStore:
         """The plane training patches are cut from (here the decoded plane itself)."""
         return self.get(source, pixel_size)
 
+    #: Where a plane's pixel size comes from, for the error when it has none.
+    PIXEL_SIZE_FROM = "the file"
+
+    def _resamples(self, pixel_size: tuple[float, float] | None, path: Path) -> bool:
+        """Whether a plane of ``pixel_size`` is resampled to ``resample_um``.
+
+        Raises
+        ------
+        DataError
+            With ``resample_um`` and no pixel size (the file named).
+        """
+        if self.resample_um is None:
+            return False
+        if pixel_size is None:
+            raise DataError(f"{path}: no pixel size in {self.PIXEL_SIZE_FROM}, but "
+                            f"data.resample_um is {self.resample_um} µm (resampling needs it)")
+        return resample.needs_resampling(pixel_size, self.resample_um)
+
     def _resampled(self, raw: np.ndarray, pixel_size: tuple[float, float] | None,
                    path: Path) -> np.ndarray:
-        if self.resample_um is None:
-            return raw
-        if pixel_size is None:
-            raise DataError(f"{path}: no pixel size in the file, but data.resample_um is "
-                            f"{self.resample_um} µm (resampling needs it)")
-        if not resample.needs_resampling(pixel_size, self.resample_um):
+        if not self._resamples(pixel_size, path):
             return raw
         return resample.to_pixel_size(raw, pixel_size, self.resample_um)
 
@@ -394,6 +407,8 @@ class StoredImages(ImageStore):
     before it resamples.
     """
 
+    PIXEL_SIZE_FROM = "the index"
+
     def __init__(self, path: str | Path, low: float, high: float,
                  resample_um: float | None = None) -> None:
         from lightmycells.data.store import Store, StoreError
@@ -422,14 +437,9 @@ class StoredImages(ImageStore):
         ref = self.data.ref(rel)
         low = ref.percentile(self.normalizer.low)
         spread = ref.percentile(self.normalizer.high) - low
-        if self.resample_um is not None and pixel_size is None:
-            raise DataError(f"{path}: no pixel size in the index, but data.resample_um is "
-                            f"{self.resample_um} µm (resampling needs it)")
-        scaled = (self.resample_um is not None
-                  and resample.needs_resampling(pixel_size, self.resample_um))
         if lazy:
             pixels = self.data.plane(rel)
-            if scaled:
+            if self._resamples(pixel_size, path):
                 pixels = ResampledPlane(pixels, pixel_size, self.resample_um)
         else:
             pixels = self._resampled(self.data.read(rel).astype(np.float32), pixel_size, path)
