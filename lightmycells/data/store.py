@@ -119,35 +119,57 @@ class Store:
         return LazyPlane(self, rel, self.shape(rel))
 
 
-class LazyPlane:
-    """A 2D plane in a store, array-like.
+class LazyRows:
+    """A 2D plane that reads only what is sliced, array-like (float32).
 
-    ``shape``, ``dtype`` and slicing read only the chunks touched; ``np.asarray`` reads it
-    whole (float32, like the raw-TIFF reader).
+    A row slice is a lazy band of rows (``_band``); a 2D slice of unit steps reads that
+    region (``_region``); any other key, and ``np.asarray``, read the whole plane first.
+    Subclasses set ``shape`` and give ``_band`` and ``_region``.
     """
 
     ndim = 2
     dtype = np.dtype(np.float32)
+    shape: tuple[int, int]
 
-    def __init__(self, store: Store, rel: str, shape: tuple[int, int], top: int = 0) -> None:
-        self.store, self.rel, self.shape, self.top = store, rel, shape, top
-
-    def __getitem__(self, key) -> np.ndarray | LazyPlane:
+    def __getitem__(self, key) -> np.ndarray | LazyRows:
         if isinstance(key, slice) and key.step in (None, 1):  # rows: a lazy band
             start, stop, _ = key.indices(self.shape[0])
-            return LazyPlane(self.store, self.rel, (max(stop - start, 0), self.shape[1]),
-                             self.top + start)
+            return self._band(start, max(stop, start))
         if not (isinstance(key, tuple) and len(key) == 2
                 and all(isinstance(k, slice) and k.step in (None, 1) for k in key)):
             return np.asarray(self)[key]
-        ys, xs = key
-        y0, y1, _ = ys.indices(self.shape[0])
-        rows = slice(self.top + y0, self.top + max(y1, y0))
-        return self.store.read(self.rel, rows, xs).astype(np.float32)
+        (y0, y1, _), (x0, x1, _) = key[0].indices(self.shape[0]), key[1].indices(self.shape[1])
+        return self._region(y0, max(y1, y0), x0, max(x1, x0))
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         out = self[:, :]
         return out if dtype is None else out.astype(dtype)
+
+    def _band(self, start: int, stop: int) -> LazyRows:
+        """Rows ``[start, stop)`` as a lazy plane of their own."""
+        raise NotImplementedError
+
+    def _region(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Pixels ``[y0:y1, x0:x1]`` (within the shape), float32."""
+        raise NotImplementedError
+
+
+class LazyPlane(LazyRows):
+    """A 2D plane in a store, array-like.
+
+    Slicing decodes only the chunks touched; ``np.asarray`` reads it whole (float32, like
+    the raw-TIFF reader).
+    """
+
+    def __init__(self, store: Store, rel: str, shape: tuple[int, int], top: int = 0) -> None:
+        self.store, self.rel, self.shape, self.top = store, rel, shape, top
+
+    def _band(self, start: int, stop: int) -> LazyPlane:
+        return LazyPlane(self.store, self.rel, (stop - start, self.shape[1]), self.top + start)
+
+    def _region(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        rows = slice(self.top + y0, self.top + y1)
+        return self.store.read(self.rel, rows, slice(x0, x1)).astype(np.float32)
 
 
 class _ChunkReader:

@@ -28,6 +28,7 @@ from scipy import ndimage
 from torch.utils.data import Dataset
 
 from lightmycells.data.index import INDEX_FILE, read_index
+from lightmycells.data.store import LazyRows
 from lightmycells.engine import normalize, resample, zstack
 from lightmycells.io import ome
 from lightmycells.io.layout import BEST_Z_FILE, INPUT_NAME, TARGET_NAME
@@ -355,7 +356,7 @@ class ImageStore:
         return resample.to_pixel_size(raw, pixel_size, self.resample_um)
 
 
-class ResampledPlane:
+class ResampledPlane(LazyRows):
     """A lazy plane seen at another pixel size: crops resample only the region they need.
 
     ``source`` is any 2D array-like that reads what is sliced (a store's ``LazyPlane``);
@@ -364,25 +365,18 @@ class ResampledPlane:
     which ``np.asarray`` computes; row slices stay lazy, as the store's own planes do.
     """
 
-    ndim = 2
-    dtype = np.dtype(np.float32)
-
     def __init__(self, source, from_um: tuple[float, float], to_um: float,
                  top: int = 0, shape: tuple[int, int] | None = None) -> None:
         self.source, self.from_um, self.to_um, self.top = source, from_um, to_um, top
         self.full_shape = resample.model_shape(tuple(source.shape), from_um, to_um)
         self.shape = self.full_shape if shape is None else shape
 
-    def __getitem__(self, key) -> np.ndarray | ResampledPlane:
-        if isinstance(key, slice) and key.step in (None, 1):  # rows: a lazy band
-            start, stop, _ = key.indices(self.shape[0])
-            return ResampledPlane(self.source, self.from_um, self.to_um, self.top + start,
-                                  (max(stop - start, 0), self.shape[1]))
-        if not (isinstance(key, tuple) and len(key) == 2
-                and all(isinstance(k, slice) and k.step in (None, 1) for k in key)):
-            return np.asarray(self)[key]
-        (y0, y1, _), (x0, x1, _) = key[0].indices(self.shape[0]), key[1].indices(self.shape[1])
-        start, shape = (self.top + y0, x0), (max(y1 - y0, 0), max(x1 - x0, 0))
+    def _band(self, start: int, stop: int) -> ResampledPlane:
+        return ResampledPlane(self.source, self.from_um, self.to_um, self.top + start,
+                              (stop - start, self.shape[1]))
+
+    def _region(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        start, shape = (self.top + y0, x0), (y1 - y0, x1 - x0)
         ya, yb = resample.input_span(start[0], start[0] + shape[0], self.source.shape[0],
                                      self.from_um[0], self.to_um)
         xa, xb = resample.input_span(start[1], start[1] + shape[1], self.source.shape[1],
@@ -391,10 +385,6 @@ class ResampledPlane:
         return resample.region_to_pixel_size(
             region, self.from_um, self.to_um, full_shape=tuple(self.source.shape),
             region_start=(ya, xa), out_start=start, out_shape=shape)
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        out = self[:, :]
-        return out if dtype is None else out.astype(dtype)
 
 
 class StoredImages(ImageStore):
