@@ -14,7 +14,6 @@ set it; elsewhere (musl, macOS) it does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 #: glibc's mallopt parameters (malloc.h) and the threshold set for both.
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
@@ -23,12 +22,9 @@ THRESHOLD = 1 << 30
 
 def keep_large_blocks() -> bool:
     """Raise glibc's mmap and trim thresholds; True when glibc took both."""
-    name = ctypes.util.find_library("c")
     try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
-    except (OSError, AttributeError):
-        mallopt = None
-    if mallopt is None:
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own C library
+    except (OSError, AttributeError):  # no mallopt: not glibc
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return mallopt(M_MMAP_THRESHOLD, THRESHOLD) == 1 and mallopt(M_TRIM_THRESHOLD, THRESHOLD) == 1
